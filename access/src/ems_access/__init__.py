@@ -1,0 +1,1 @@
+"""EMS identity: tokens (hashed), roles, ordered ACL rules, one engine for every door."""

@@ -1,0 +1,1 @@
+"""EMS command line: ems up, migrate, broker, platform, dashboard, device, token."""

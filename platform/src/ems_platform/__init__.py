@@ -1,0 +1,1 @@
+"""EMS platform: MQTT ingest into TimescaleDB, REST API."""
