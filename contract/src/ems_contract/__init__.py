@@ -27,8 +27,8 @@ from ems_contract.models import (
     last_will,
 )
 from ems_contract.telemetry import (
-    RejectReason,
     Rejection,
+    RejectReason,
     TelemetryVerdict,
     describe,
     load_json_object,
@@ -93,6 +93,7 @@ __all__ = [
     "load_json_object",
     "parse_telemetry",
     "parse_timestamp",
+    "parse_topic",
     "status_topic",
     "telemetry_topic",
 ]

@@ -156,9 +156,7 @@ class SetIntervalCommand(_CommandBase):
     args: SetIntervalArgs
 
 
-Command = Annotated[
-    SetRelayCommand | PingCommand | SetIntervalCommand, Field(discriminator="name")
-]
+Command = Annotated[SetRelayCommand | PingCommand | SetIntervalCommand, Field(discriminator="name")]
 COMMAND_NAMES: tuple[str, ...] = ("set_relay", "ping", "set_interval")
 command_adapter: TypeAdapter[SetRelayCommand | PingCommand | SetIntervalCommand] = TypeAdapter(
     Command

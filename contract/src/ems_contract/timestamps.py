@@ -26,7 +26,8 @@ def parse_timestamp(value: Any) -> datetime:
         if len(value) > 40 or "T" not in value.upper():
             raise ValueError("timestamp must be RFC 3339, e.g. 2026-11-22T08:15:03.000Z")
         try:
-            parsed = datetime.fromisoformat(value)
+            # RFC 3339 allows lower-case t and z; fromisoformat does not.
+            parsed = datetime.fromisoformat(value.upper())
         except ValueError:
             raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
     else:
