@@ -1,0 +1,38 @@
+"""Settings of the embedded broker, read from EMS_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+# MQTT's remaining-length field cannot describe a larger packet.
+MQTT_PACKET_LIMIT = 268_435_455
+
+
+class BrokerSettings(BaseSettings):
+    """EMS_DATABASE_URL is required; everything else has a working default."""
+
+    model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
+
+    database_url: SecretStr = Field(
+        description="PostgreSQL URL of the EMS database (tokens and ACL rules live there)"
+    )
+    mqtt_host: str = Field("127.0.0.1", description="address the MQTT listener binds to")
+    mqtt_port: int = Field(1883, ge=0, le=65535, description="MQTT TCP port (0: any free port)")
+    mqtt_max_packet: int = Field(
+        MIB, ge=1024, le=MQTT_PACKET_LIMIT, description="largest MQTT packet accepted, bytes"
+    )
+    mqtt_connect_timeout: float = Field(
+        10.0, gt=0, description="seconds a new connection may take to send its CONNECT"
+    )
+    mqtt_max_queued: int = Field(
+        1000, ge=1, description="messages kept per offline persistent session (oldest dropped)"
+    )
+    mqtt_session_expiry: int = Field(
+        86_400, ge=1, description="seconds an offline persistent session is kept"
+    )
+    access_cache_ttl: float = Field(
+        60.0, gt=0, description="seconds a token lookup is trusted without a NOTIFY"
+    )
+    db_pool_size: int = Field(4, ge=2, description="database connections (one listens)")

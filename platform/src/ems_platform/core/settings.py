@@ -1,0 +1,53 @@
+"""The platform's one settings class, read from ``EMS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ems_access.tokens import MIN_TOKEN_LENGTH, is_strong_token
+
+
+class PlatformSettings(BaseSettings):
+    """``ems platform``: the REST API and the MQTT ingest, usually in one process."""
+
+    model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
+
+    database_url: SecretStr = Field(
+        description="PostgreSQL DSN of the migrated TimescaleDB database"
+    )
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="password of the ingest's MQTT login; installed as a 'service' token",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="installed at startup as an 'admin' token when set"
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    ingest_enabled: bool = True
+    ingest_client_id: str = "ems-platform-ingest"
+    ingest_username: str = "ems-platform"
+    ingest_batch_rows: int = Field(default=500, ge=1, le=100_000)
+    ingest_flush_ms: int = Field(default=200, ge=1, le=60_000)
+    ingest_queue_size: int = Field(
+        default=1000, ge=2, description="messages held before the MQTT socket is paused"
+    )
+    ingest_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    access_cache_ttl_s: float = Field(default=60.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("service_token", "admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A guessable service or admin token opens everything: refuse it before startup.
+        if value is not None and not is_strong_token(value.get_secret_value()):
+            raise ValueError(f"must be a random string of at least {MIN_TOKEN_LENGTH} characters")
+        return value

@@ -1,0 +1,1 @@
+"""MQTT ingest: broker messages -> judged envelopes -> batched, idempotent database writes."""

@@ -1,0 +1,160 @@
+"""Collect envelopes into batches and commit them: at N rows or after T ms, whichever first.
+
+Memory stays bounded: while a batch is being committed (or retried because the database is
+down) the next one fills up to the same size, then ``add`` waits. That wait is the
+backpressure that eventually pauses the MQTT reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from ems_platform.core.backoff import Backoff
+from ems_platform.ingest.envelope import Envelope, Problem
+from ems_platform.ingest.metrics import IngestMetrics
+from ems_platform.ingest.store import BatchRejectedError, ReadingStore, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+STORE_REJECTED = "store_rejected"
+
+
+def quarantined(envelope: Envelope, error: str) -> Envelope:
+    """The audit row alone, for a message whose data the database refused."""
+    problem = Problem(STORE_REJECTED, error.replace("\x00", "")[:1000])
+    return Envelope(
+        envelope.incoming,
+        envelope.kind,
+        envelope.device_id,
+        problems=[problem, *envelope.problems],
+    )
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        store: ReadingStore,
+        metrics: IngestMetrics,
+        *,
+        max_rows: int,
+        flush_interval: float,
+        retry_cap: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._max_rows = max_rows
+        self._interval = flush_interval
+        self._backoff = Backoff(base=0.1, cap=retry_cap)
+        self._pending: list[Envelope] = []
+        self._rows = 0
+        self._first_at = 0.0
+        self._changed = asyncio.Condition()
+        self._failing = False
+        self._closing = False
+        self.committed_batches = 0
+
+    @property
+    def healthy(self) -> bool:
+        """False while the last write attempt failed."""
+        return not self._failing
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def add(self, envelope: Envelope) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._rows < self._max_rows)
+            if not self._pending:
+                self._first_at = time.monotonic()
+            self._pending.append(envelope)
+            self._rows += envelope.weight
+            self._changed.notify_all()
+
+    async def run(self) -> None:
+        """Commit batches until ``close``, then commit what is left and return."""
+        while True:
+            batch = await self._next_batch()
+            if batch:
+                await self._commit(batch)
+            elif self._closing:
+                return
+
+    async def close(self) -> None:
+        """No more waiting for full batches: commit the rest now and let ``run`` end."""
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+
+    async def flush(self) -> None:
+        """Commit whatever is pending now (used at shutdown and by tests)."""
+        async with self._changed:
+            batch = self._take()
+        if batch:
+            await self._commit(batch)
+
+    def _take(self) -> list[Envelope]:
+        batch, self._pending, self._rows = self._pending, [], 0
+        self._changed.notify_all()
+        return batch
+
+    async def _next_batch(self) -> list[Envelope]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._pending) or self._closing)
+            while self._rows < self._max_rows and not self._closing:
+                remaining = self._first_at + self._interval - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+                except TimeoutError:
+                    break
+            return self._take()
+
+    async def _commit(self, batch: Sequence[Envelope]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                stored = await self._store.write(batch)
+            except StoreUnavailableError as exc:
+                self._metrics.write_failures.inc()
+                if not self._failing:
+                    log.warning(
+                        "database write failed, keeping %d messages and retrying: %s",
+                        len(batch),
+                        exc,
+                    )
+                    self._failing = True
+                await self._backoff.sleep()
+                continue
+            except BatchRejectedError as exc:
+                await self._split(batch, exc)
+                return
+            if self._failing:
+                log.info("database writes recovered")
+                self._failing = False
+            self._backoff.reset()
+            self._metrics.committed(batch, stored, time.monotonic() - started)
+            self.committed_batches += 1
+            return
+
+    async def _split(self, batch: Sequence[Envelope], exc: BatchRejectedError) -> None:
+        """Find the poison message by committing one at a time; quarantine it, keep the rest."""
+        if len(batch) > 1:
+            log.warning("database refused a batch of %d; retrying one by one", len(batch))
+            for envelope in batch:
+                await self._commit([envelope])
+            return
+        envelope = batch[0]
+        log.error(
+            "database refused a message on %s; quarantining it: %s", envelope.incoming.topic, exc
+        )
+        if envelope.problems and envelope.problems[0].reason == STORE_REJECTED:
+            # Even the bare audit row was refused; nothing more can be kept of it.
+            log.error("dropping a message the database refuses to record at all")
+            return
+        await self._commit([quarantined(envelope, str(exc))])

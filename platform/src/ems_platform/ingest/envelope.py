@@ -1,0 +1,164 @@
+"""What one MQTT message becomes on its way to the database."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+class Verdict(enum.StrEnum):
+    """``raw_events.verdict``: what became of a message."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    PARTIAL = "partial"
+    QUARANTINED = "quarantined"
+
+
+class Flag(enum.StrEnum):
+    """Quality flags on ``energy_readings.flags``."""
+
+    FIRST_READING = "first_reading"
+    COUNTER_RESET = "counter_reset"
+    OUT_OF_ORDER = "out_of_order"
+
+
+class MessageKind(enum.StrEnum):
+    TELEMETRY = "telemetry"
+    STATUS = "status"
+    ACK = "ack"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message as the broker delivered it, stamped when the platform read it."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    retained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One rejection: the whole message (index None) or one sample of a batch."""
+
+    reason: str
+    detail: str
+    index: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "detail": self.detail, "index": self.index}
+
+
+#: Column order of a reading row, shared by the staging table and COPY.
+READING_COLUMNS: tuple[str, ...] = (
+    "device_id",
+    "phase",
+    "ts",
+    "voltage_rms",
+    "current_rms",
+    "power_watt",
+    "power_var",
+    "power_va",
+    "power_factor",
+    "voltage_thd",
+    "current_thd",
+    "energy_kwh",
+    "energy_delta_kwh",
+    "flags",
+    "seq",
+    "boot",
+    "received_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    """One phase of one normalised sample (kWh, W, UTC): one ``energy_readings`` row."""
+
+    device_id: str
+    phase: str
+    ts: datetime
+    values: tuple[float, ...]  # the nine MEASUREMENTS in wire order
+    energy_delta_kwh: float | None
+    flags: tuple[str, ...]
+    seq: int
+    boot: str
+    received_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        return (self.device_id, self.phase, self.ts)
+
+    def record(self) -> tuple[Any, ...]:
+        return (
+            self.device_id,
+            self.phase,
+            self.ts,
+            *self.values,
+            self.energy_delta_kwh,
+            list(self.flags),
+            self.seq,
+            self.boot,
+            self.received_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    device_id: str
+    online: bool
+    status: dict[str, Any]
+    status_at: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AckUpdate:
+    device_id: str
+    command_id: UUID
+    state: str
+    acked_at: datetime
+    result: dict[str, Any] | None
+    error: str | None
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A judged message: rows to store, problems to record, and device/command updates."""
+
+    incoming: Incoming
+    kind: MessageKind
+    device_id: str | None = None
+    rows: list[ReadingRow] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    status: StatusUpdate | None = None
+    ack: AckUpdate | None = None
+
+    @property
+    def weight(self) -> int:
+        """How much of a batch this envelope fills: its rows, at least one."""
+        return max(1, len(self.rows))
+
+    def verdict(self, stored: int) -> Verdict:
+        """The verdict once ``stored`` of this envelope's rows were new to the database."""
+        if self.problems:
+            return Verdict.PARTIAL if self.rows else Verdict.QUARANTINED
+        if self.rows and stored == 0:
+            return Verdict.DUPLICATE
+        return Verdict.ACCEPTED
+
+    @property
+    def reason(self) -> str | None:
+        return self.problems[0].reason if self.problems else None
+
+    def detail_json(self) -> str | None:
+        if not self.problems:
+            return None
+        return json.dumps([p.as_json() for p in self.problems])

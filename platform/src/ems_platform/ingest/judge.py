@@ -1,0 +1,156 @@
+"""Turn one MQTT message into an Envelope: validated rows, rejections, device updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ems_contract import (
+    MEASUREMENTS,
+    Ack,
+    Rejection,
+    RejectReason,
+    Sample,
+    Status,
+    TopicError,
+    TopicKind,
+    describe,
+    load_json_object,
+    parse_telemetry,
+    parse_topic,
+)
+from ems_platform.ingest.deltas import DeltaTracker
+from ems_platform.ingest.envelope import (
+    AckUpdate,
+    Envelope,
+    Incoming,
+    MessageKind,
+    Problem,
+    ReadingRow,
+    StatusUpdate,
+)
+
+#: Status and ack payloads are tiny; anything this big is a mistake or an attack.
+MAX_CONTROL_BYTES = 16 * 1024
+
+
+def _problem(rejection: Rejection) -> Problem:
+    return Problem(rejection.reason.value, rejection.detail, rejection.index)
+
+
+def topic_device(topic: str) -> tuple[str, TopicKind] | None:
+    try:
+        parsed = parse_topic(topic)
+    except TopicError:
+        return None
+    return parsed.device_id, parsed.kind
+
+
+class Judge:
+    """Pure and synchronous: the only state it touches is the delta tracker."""
+
+    def __init__(self, deltas: DeltaTracker) -> None:
+        self.deltas = deltas
+
+    def judge(self, incoming: Incoming) -> Envelope:
+        parsed = topic_device(incoming.topic)
+        if parsed is None:
+            return Envelope(
+                incoming,
+                MessageKind.OTHER,
+                problems=[Problem(RejectReason.INVALID_TOPIC.value, f"topic {incoming.topic!r}")],
+            )
+        device_id, kind = parsed
+        if kind is TopicKind.TELEMETRY:
+            return self._telemetry(incoming, device_id)
+        if kind is TopicKind.STATUS:
+            return self._status(incoming, device_id)
+        if kind is TopicKind.ACK:
+            return self._ack(incoming, device_id)
+        return Envelope(
+            incoming,
+            MessageKind.OTHER,
+            device_id,
+            problems=[Problem(RejectReason.INVALID_TOPIC.value, f"ingest does not take {kind}")],
+        )
+
+    def _telemetry(self, incoming: Incoming, device_id: str) -> Envelope:
+        verdict = parse_telemetry(device_id, incoming.payload)
+        envelope = Envelope(incoming, MessageKind.TELEMETRY, device_id)
+        envelope.problems = [_problem(r) for r in verdict.rejected]
+        # Oldest first, so each delta is taken against its real predecessor.
+        samples = sorted((s.normalized() for s in verdict.samples), key=lambda s: s.ts)
+        for sample in samples:
+            envelope.rows.extend(self._rows(device_id, sample, incoming))
+        return envelope
+
+    def _rows(self, device_id: str, sample: Sample, incoming: Incoming) -> list[ReadingRow]:
+        rows = []
+        for phase, reading in sorted(sample.phases.items()):
+            values = tuple(float(getattr(reading, name)) for name in MEASUREMENTS)
+            delta = self.deltas.observe(
+                device_id, phase, sample.ts, reading.energy_kwh, sample.boot, sample.seq
+            )
+            rows.append(
+                ReadingRow(
+                    device_id=device_id,
+                    phase=phase,
+                    ts=sample.ts,
+                    values=values,
+                    energy_delta_kwh=delta.energy_delta_kwh,
+                    flags=delta.flags,
+                    seq=sample.seq,
+                    boot=sample.boot,
+                    received_at=incoming.received_at,
+                )
+            )
+        return rows
+
+    def _control_object(self, incoming: Incoming) -> dict[str, Any] | Problem:
+        data = load_json_object(incoming.payload, limit=MAX_CONTROL_BYTES)
+        if isinstance(data, Rejection):
+            return _problem(data)
+        return data
+
+    def _status(self, incoming: Incoming, device_id: str) -> Envelope:
+        envelope = Envelope(incoming, MessageKind.STATUS, device_id)
+        data = self._control_object(incoming)
+        if isinstance(data, Problem):
+            envelope.problems.append(data)
+            return envelope
+        try:
+            status = Status.model_validate(data)
+        except ValidationError as exc:
+            envelope.problems.append(Problem(RejectReason.INVALID_STATUS.value, describe(exc)))
+            return envelope
+        envelope.status = StatusUpdate(
+            device_id=device_id,
+            online=status.state == "online",
+            status=status.model_dump(mode="json", exclude_none=True),
+            # A last will carries no time of its own: it happened when the broker sent it.
+            status_at=status.ts or incoming.received_at,
+            received_at=incoming.received_at,
+        )
+        return envelope
+
+    def _ack(self, incoming: Incoming, device_id: str) -> Envelope:
+        envelope = Envelope(incoming, MessageKind.ACK, device_id)
+        data = self._control_object(incoming)
+        if isinstance(data, Problem):
+            envelope.problems.append(data)
+            return envelope
+        try:
+            ack = Ack.model_validate(data)
+        except ValidationError as exc:
+            envelope.problems.append(Problem(RejectReason.INVALID_ACK.value, describe(exc)))
+            return envelope
+        envelope.ack = AckUpdate(
+            device_id=device_id,
+            command_id=ack.id,
+            state=ack.status,
+            acked_at=ack.ts,
+            result=ack.result,
+            error=ack.error,
+        )
+        return envelope

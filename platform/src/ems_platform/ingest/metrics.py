@@ -1,0 +1,74 @@
+"""Prometheus metrics of the ingest, on a registry owned by the app (never the global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ems_platform.ingest.envelope import Envelope, MessageKind, Verdict
+
+_BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "ems_ingest_messages",
+            "MQTT messages received, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.samples_stored = Counter(
+            "ems_ingest_samples_stored", "energy_readings rows stored", registry=registry
+        )
+        self.duplicates = Counter(
+            "ems_ingest_duplicates",
+            "readings already stored (redeliveries, replays)",
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "ems_ingest_quarantined",
+            "rejected messages or samples, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.batch_rows = Histogram(
+            "ems_ingest_batch_rows",
+            "rows per committed batch",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "ems_ingest_commit_seconds", "time to commit one batch", registry=registry
+        )
+        self.write_failures = Counter(
+            "ems_ingest_write_failures",
+            "batch writes that failed and were retried",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "ems_ingest_queue_depth", "messages read from MQTT, not yet judged", registry=registry
+        )
+        self.mqtt_connected = Gauge(
+            "ems_ingest_mqtt_connected", "1 while the ingest is subscribed", registry=registry
+        )
+        self.paused = Gauge(
+            "ems_ingest_mqtt_paused",
+            "1 while MQTT reads are paused for backpressure",
+            registry=registry,
+        )
+        for kind in MessageKind:
+            self.messages.labels(kind=kind.value)
+
+    def committed(self, batch: Sequence[Envelope], stored: Sequence[int], seconds: float) -> None:
+        rows = sum(len(env.rows) for env in batch)
+        new = sum(stored)
+        self.samples_stored.inc(new)
+        self.duplicates.inc(rows - new)
+        self.batch_rows.observe(rows)
+        self.commit_seconds.observe(seconds)
+        for env, n in zip(batch, stored, strict=True):
+            if env.verdict(n) in (Verdict.QUARANTINED, Verdict.PARTIAL):
+                for problem in env.problems:
+                    self.quarantined.labels(reason=problem.reason).inc()

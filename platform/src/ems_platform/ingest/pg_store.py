@@ -1,0 +1,170 @@
+"""The real ReadingStore: one transaction per batch, COPY into staging, idempotent insert."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ems_contract import PHASES
+from ems_platform.core.db import Connection, Pool
+from ems_platform.ingest.deltas import Previous
+from ems_platform.ingest.envelope import READING_COLUMNS, Envelope
+from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
+
+# Lives for the connection's lifetime; ON COMMIT DELETE ROWS empties it after every batch.
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS ems_ingest_stage (
+    msg integer NOT NULL,
+    ord integer NOT NULL,
+    device_id text, phase text, ts timestamptz,
+    voltage_rms float8, current_rms float8, power_watt float8, power_var float8,
+    power_va float8, power_factor float8, voltage_thd float8, current_thd float8,
+    energy_kwh float8, energy_delta_kwh float8, flags text[], seq bigint, boot text,
+    received_at timestamptz
+) ON COMMIT DELETE ROWS
+"""
+_STAGE_COLUMNS = ("msg", "ord", *READING_COLUMNS)
+_COLUMN_LIST = ", ".join(READING_COLUMNS)
+# ORDER BY makes the earliest message win when a batch holds the same key twice.
+_INSERT = f"""
+INSERT INTO energy_readings ({_COLUMN_LIST})
+SELECT {_COLUMN_LIST} FROM ems_ingest_stage ORDER BY msg, ord
+ON CONFLICT (device_id, phase, ts) DO NOTHING
+RETURNING device_id, phase, ts
+"""
+_RAW_COLUMNS = ("received_at", "topic", "device_id", "payload", "verdict", "reason", "detail")
+_LAST_SEEN = """
+UPDATE devices SET last_seen = GREATEST(last_seen, $2) WHERE device_id = $1
+"""
+# A retained status replayed on reconnect, or one overtaken by a newer one, changes nothing.
+_STATUS = """
+UPDATE devices
+SET online = $2, status = $3::jsonb, status_at = $4,
+    last_seen = CASE WHEN $2 THEN GREATEST(last_seen, $5) ELSE last_seen END
+WHERE device_id = $1 AND (status_at IS NULL OR status_at <= $4)
+"""
+_ACK = """
+UPDATE commands
+SET state = $3, acked_at = $4, result = $5::jsonb, error = $6
+WHERE id = $1 AND device_id = $2 AND state IN ('pending', 'delivered')
+"""
+_LATEST = """
+SELECT p.phase, r.ts, r.energy_kwh, r.boot, r.seq
+FROM unnest($2::text[]) AS p(phase)
+CROSS JOIN LATERAL (
+    SELECT ts, energy_kwh, boot, seq FROM energy_readings
+    WHERE device_id = $1 AND phase = p.phase
+    ORDER BY ts DESC LIMIT 1
+) AS r
+"""
+
+#: Errors about the data itself; anything else (connection, shutdown, locks) is transient.
+_POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+_TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _credit(batch: Sequence[Envelope], inserted: set[tuple[str, str, datetime]]) -> list[int]:
+    """Give each inserted key to the first envelope that carried it; the rest are duplicates."""
+    stored = []
+    for envelope in batch:
+        count = 0
+        for row in envelope.rows:
+            if row.key in inserted:
+                inserted.discard(row.key)
+                count += 1
+        stored.append(count)
+    return stored
+
+
+class PgReadingStore:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def write(self, batch: Sequence[Envelope]) -> list[int]:
+        try:
+            return await self._write(batch)
+        except _POISON as exc:
+            raise BatchRejectedError(f"{type(exc).__name__}: {exc}") from exc
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _write(self, batch: Sequence[Envelope]) -> list[int]:
+        staged = [
+            (msg, ord_, *row.record())
+            for msg, envelope in enumerate(batch)
+            for ord_, row in enumerate(envelope.rows)
+        ]
+        async with self._pool.acquire() as conn, conn.transaction():
+            inserted: set[tuple[str, str, datetime]] = set()
+            if staged:
+                await conn.execute(_CREATE_STAGE)
+                await conn.copy_records_to_table(
+                    "ems_ingest_stage", records=staged, columns=_STAGE_COLUMNS
+                )
+                for record in await conn.fetch(_INSERT):
+                    inserted.add((record["device_id"], record["phase"], record["ts"]))
+            stored = _credit(batch, inserted)
+            await conn.copy_records_to_table(
+                "raw_events",
+                records=[self._raw(env, n) for env, n in zip(batch, stored, strict=True)],
+                columns=_RAW_COLUMNS,
+            )
+            await self._update_devices(conn, batch)
+        return stored
+
+    @staticmethod
+    def _raw(envelope: Envelope, stored: int) -> tuple[Any, ...]:
+        incoming = envelope.incoming
+        return (
+            incoming.received_at,
+            incoming.topic,
+            envelope.device_id,
+            incoming.payload,
+            envelope.verdict(stored).value,
+            envelope.reason,
+            envelope.detail_json(),
+        )
+
+    @staticmethod
+    async def _update_devices(conn: Connection, batch: Sequence[Envelope]) -> None:
+        seen: dict[str, datetime] = {}
+        for envelope in batch:
+            if envelope.rows and envelope.device_id is not None:
+                at = envelope.incoming.received_at
+                seen[envelope.device_id] = max(at, seen.get(envelope.device_id, at))
+        if seen:
+            await conn.executemany(_LAST_SEEN, sorted(seen.items()))
+        statuses = [
+            (s.device_id, s.online, json.dumps(s.status), s.status_at, s.received_at)
+            for s in (env.status for env in batch)
+            if s is not None
+        ]
+        if statuses:
+            await conn.executemany(_STATUS, statuses)
+        acks = [
+            (
+                a.command_id,
+                a.device_id,
+                a.state,
+                a.acked_at,
+                None if a.result is None else json.dumps(a.result),
+                a.error,
+            )
+            for a in (env.ack for env in batch)
+            if a is not None
+        ]
+        if acks:
+            await conn.executemany(_ACK, acks)
+
+    async def latest(self, device_id: str) -> dict[str, Previous]:
+        try:
+            records = await self._pool.fetch(_LATEST, device_id, list(PHASES))
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        return {
+            r["phase"]: Previous(r["ts"], r["energy_kwh"], r["boot"], r["seq"]) for r in records
+        }

@@ -1,0 +1,176 @@
+"""The ingest as one long-lived resource: MQTT source -> judge -> batch writer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+from ems_contract import TopicKind
+from ems_platform.core.backoff import Backoff
+from ems_platform.core.db import Pool
+from ems_platform.core.settings import PlatformSettings
+from ems_platform.ingest.batcher import BatchWriter
+from ems_platform.ingest.deltas import DeltaTracker
+from ems_platform.ingest.envelope import Envelope, Incoming, MessageKind, Problem
+from ems_platform.ingest.judge import Judge, topic_device
+from ems_platform.ingest.metrics import IngestMetrics
+from ems_platform.ingest.pg_store import PgReadingStore
+from ems_platform.ingest.source import MqttConfig, MqttSource
+from ems_platform.ingest.store import ReadingStore, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "internal_error"
+
+
+class Ingest:
+    """Start with ``async with``; leaving it stops reading, then commits what was read.
+
+    ``shutdown_timeout`` bounds that last commit: with the database down at shutdown the
+    messages still in memory are lost (they were acknowledged to the broker), and say so.
+    """
+
+    def __init__(
+        self,
+        store: ReadingStore,
+        mqtt: MqttConfig,
+        metrics: IngestMetrics,
+        *,
+        batch_rows: int = 500,
+        flush_interval: float = 0.2,
+        retry_cap: float = 30.0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.deltas = DeltaTracker()
+        self.judge = Judge(self.deltas)
+        self.batcher = BatchWriter(
+            store,
+            metrics,
+            max_rows=batch_rows,
+            flush_interval=flush_interval,
+            retry_cap=retry_cap,
+        )
+        self.source = MqttSource(mqtt, self.handle)
+        self.source.on_connected = lambda up: metrics.mqtt_connected.set(1 if up else 0)
+        self.source.on_paused = lambda paused: metrics.paused.set(1 if paused else 0)
+        self._retry_cap = retry_cap
+        self._shutdown_timeout = shutdown_timeout
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.source.connected
+
+    @property
+    def healthy(self) -> bool:
+        return self.source.connected and self.batcher.healthy
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name="ingest")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.source.stop()
+        try:
+            async with asyncio.timeout(self._shutdown_timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            log.error(
+                "ingest did not finish in %.0f s; %d messages not stored",
+                self._shutdown_timeout,
+                self.batcher.pending + self.source.queued,
+            )
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def wait(self) -> None:
+        """Block until the ingest ends (it only ends on error or ``stop``)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.batcher.run(), name="ingest-batcher")
+            tasks.create_task(self._read(), name="ingest-mqtt")
+
+    async def _read(self) -> None:
+        try:
+            await self.source.run()
+        finally:
+            # Whatever the source read is in the batcher now; let it commit that and end.
+            await self.batcher.close()
+
+    async def handle(self, incoming: Incoming) -> None:
+        """Judge one message and queue it for the next batch; waits when batches back up."""
+        parsed = topic_device(incoming.topic)
+        if parsed is not None and parsed[1] is TopicKind.TELEMETRY:
+            await self._seed(parsed[0])
+        try:
+            envelope = self.judge.judge(incoming)
+        except Exception as exc:
+            # One message must never stop the ingest; keep it, with what went wrong.
+            log.exception("could not judge a message on %s", incoming.topic)
+            envelope = Envelope(
+                incoming,
+                MessageKind.OTHER,
+                None if parsed is None else parsed[0],
+                problems=[Problem(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:1000])],
+            )
+        self.metrics.messages.labels(kind=envelope.kind.value).inc()
+        self.metrics.queue_depth.set(self.source.queued)
+        await self.batcher.add(envelope)
+
+    async def _seed(self, device_id: str) -> None:
+        if self.deltas.is_seeded(device_id):
+            return
+        backoff = Backoff(base=0.1, cap=self._retry_cap)
+        logged = False
+        while True:
+            try:
+                latest = await self.store.latest(device_id)
+            except StoreUnavailableError as exc:
+                if not logged:
+                    log.warning("cannot read previous readings of %s yet: %s", device_id, exc)
+                    logged = True
+                await backoff.sleep()
+                continue
+            self.deltas.seed(device_id, latest)
+            return
+
+
+def build_ingest(pool: Pool, settings: PlatformSettings, metrics: IngestMetrics) -> Ingest:
+    """The ingest as ``ems platform`` runs it, from its settings."""
+    password = settings.service_token
+    mqtt = MqttConfig(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        client_id=settings.ingest_client_id,
+        username=settings.ingest_username,
+        password=None if password is None else password.get_secret_value(),
+        keepalive=settings.ingest_keepalive_s,
+        high_water=settings.ingest_queue_size,
+        reconnect_cap=settings.reconnect_max_s,
+    )
+    return Ingest(
+        PgReadingStore(pool),
+        mqtt,
+        metrics,
+        batch_rows=settings.ingest_batch_rows,
+        flush_interval=settings.ingest_flush_ms / 1000,
+        retry_cap=settings.reconnect_max_s,
+    )

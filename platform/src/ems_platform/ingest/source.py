@@ -1,0 +1,164 @@
+"""The MQTT side of ingest: one persistent session, resubscribed after every reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiomqtt
+
+from ems_contract import TopicKind, all_filter
+from ems_platform.core.backoff import Backoff
+from ems_platform.ingest.envelope import Incoming
+from ems_platform.ingest.flow_client import FlowControlledClient
+
+log = logging.getLogger(__name__)
+
+TOPIC_FILTERS: tuple[str, ...] = (
+    all_filter(TopicKind.TELEMETRY),
+    all_filter(TopicKind.STATUS),
+    all_filter(TopicKind.ACK),
+)
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str
+    port: int
+    client_id: str
+    username: str
+    password: str | None
+    keepalive: int = 30
+    #: Messages held in memory before socket reads pause.
+    high_water: int = 1000
+    reconnect_cap: float = 30.0
+
+
+def _incoming(message: aiomqtt.Message) -> Incoming:
+    payload = message.payload
+    if isinstance(payload, str):
+        body = payload.encode()
+    elif isinstance(payload, bytes | bytearray):
+        body = bytes(payload)
+    else:
+        body = b"" if payload is None else str(payload).encode()
+    return Incoming(message.topic.value, body, datetime.now(UTC), bool(message.retain))
+
+
+class MqttSource:
+    """Reads ``ems/+/{telemetry,status,cmd/ack}`` at QoS 1 and hands each message on."""
+
+    def __init__(self, config: MqttConfig, handler: Handler) -> None:
+        self._config = config
+        self._handler = handler
+        self._stopping = asyncio.Event()
+        self._session_end = asyncio.Event()
+        self._client: FlowControlledClient | None = None
+        self.connected = False
+        self.on_connected: Callable[[bool], None] | None = None
+        self.on_paused: Callable[[bool], None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return 0 if self._client is None else self._client.queued
+
+    @property
+    def paused(self) -> bool:
+        return self._client is not None and self._client.paused
+
+    def stop(self) -> None:
+        """Finish the message in hand, disconnect, hand on what was already read, return."""
+        self._stopping.set()
+        self._session_end.set()
+
+    def _make_client(self) -> FlowControlledClient:
+        cfg = self._config
+        client = FlowControlledClient(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=cfg.client_id,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            # The broker keeps our subscriptions and queues QoS 1 messages while we are away.
+            clean_session=False,
+            keepalive=cfg.keepalive,
+            high_water=cfg.high_water,
+        )
+        client.on_pause_change = self.on_paused
+        return client
+
+    def _set_connected(self, value: bool) -> None:
+        self.connected = value
+        if self.on_connected is not None:
+            self.on_connected(value)
+
+    async def run(self) -> None:
+        backoff = Backoff(base=0.5, cap=self._config.reconnect_cap)
+        down_since_logged = False
+        while not self._stopping.is_set():
+            client = self._client = self._make_client()
+            self._session_end = asyncio.Event()
+            try:
+                async with client:
+                    await self._session(client, backoff)
+                    down_since_logged = False
+            except* aiomqtt.MqttError as group:
+                if not down_since_logged:
+                    log.warning(
+                        "MQTT %s:%d unavailable, retrying: %s",
+                        self._config.host,
+                        self._config.port,
+                        group.exceptions[0],
+                    )
+                    down_since_logged = True
+            finally:
+                self._set_connected(False)
+            await self._drain(client)
+            if self._stopping.is_set():
+                break
+            try:
+                async with asyncio.timeout(backoff.next_delay()):
+                    await self._stopping.wait()
+            except TimeoutError:
+                pass
+        log.info("MQTT ingest stopped")
+
+    async def _session(self, client: FlowControlledClient, backoff: Backoff) -> None:
+        failure: list[aiomqtt.MqttError] = []
+
+        async def subscribe() -> None:
+            try:
+                await client.subscribe([(topic, 1) for topic in TOPIC_FILTERS])
+            except aiomqtt.MqttError as exc:
+                failure.append(exc)
+                self._session_end.set()
+                return
+            backoff.reset()
+            self._set_connected(True)
+            log.info(
+                "MQTT ingest subscribed on %s:%d as %s",
+                self._config.host,
+                self._config.port,
+                self._config.client_id,
+            )
+
+        # Consume while subscribing: a persistent session may replay a backlog before the
+        # SUBACK, and a full queue would otherwise pause the very read that brings it.
+        async with asyncio.TaskGroup() as tasks:
+            subscribing = tasks.create_task(subscribe(), name="ingest-mqtt-subscribe")
+            while (message := await client.next_message(self._session_end)) is not None:
+                await self._handler(_incoming(message))
+            subscribing.cancel()
+        if failure:
+            raise failure[0]
+
+    async def _drain(self, client: FlowControlledClient) -> None:
+        """Messages already acknowledged to the broker exist only here now: hand them on."""
+        while (message := client.take_nowait()) is not None:
+            await self._handler(_incoming(message))

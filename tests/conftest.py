@@ -1,0 +1,5 @@
+"""Shared fixtures: each tests/support module starts one real service and stops it."""
+
+pytest_plugins: list[str] = [
+    "tests.support.pg",
+]
