@@ -2,4 +2,5 @@
 
 pytest_plugins: list[str] = [
     "tests.support.pg",
+    "tests.support.mosquitto",
 ]

@@ -4,7 +4,6 @@ import json
 
 from ems_dashboard_ws.hub import Hub
 from ems_dashboard_ws.session import Session
-
 from tests.dashboard_ws.fakes import FakePolicy
 
 

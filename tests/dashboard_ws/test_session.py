@@ -2,7 +2,6 @@ import asyncio
 import json
 
 from ems_dashboard_ws.session import Session
-
 from tests.dashboard_ws.fakes import FakePolicy
 
 

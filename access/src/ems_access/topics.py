@@ -116,7 +116,9 @@ def covers_levels(outer: Levels, inner: Levels) -> bool:
             return False
         inner_level = inner[index]
         if inner_level == MULTI:
-            return False
+            # A bare '#' matches every (non-$) topic of one or more levels, and so does
+            # '+/#'; deeper down, inner's '#' also matches its parent, which outer cannot.
+            return index == 0 and tuple(outer) == (SINGLE, MULTI)
         if level == SINGLE:
             continue
         if inner_level == SINGLE or inner_level != level:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
 import asyncpg
 import typer
 
-from ems_access import ROLES, AccessError, Role
+from ems_access import ROLES, AccessError
 from ems_access.store import create_token
 from ems_platform.admin.devices import add_device
 from ems_platform.core.errors import PlatformError
@@ -35,7 +34,7 @@ async def create_token_cmd(
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
         _, token = await create_token(
-            pool, role=cast(Role, role), label=label, device_id=device_id, expires_at=expires_at
+            pool, role=role, label=label, device_id=device_id, expires_at=expires_at
         )
     except AccessError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -19,7 +19,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-device_app = typer.Typer(help="The Raspberry Pi agent, and the device registry.", no_args_is_help=True)
+device_app = typer.Typer(
+    help="The Raspberry Pi agent, and the device registry.", no_args_is_help=True
+)
 token_app = typer.Typer(help="Access tokens (only their hashes are stored).", no_args_is_help=True)
 app.add_typer(device_app, name="device")
 app.add_typer(token_app, name="token")
@@ -37,7 +39,9 @@ DatabaseUrl = Annotated[
 
 def _database_url(value: str | None) -> str:
     if not value:
-        raise typer.BadParameter("set EMS_DATABASE_URL or pass --database-url", param_hint="--database-url")
+        raise typer.BadParameter(
+            "set EMS_DATABASE_URL or pass --database-url", param_hint="--database-url"
+        )
     return value
 
 
@@ -79,7 +83,7 @@ def broker() -> None:
     from ems_broker.settings import BrokerSettings
 
     setup_logging()
-    asyncio.run(serve(BrokerSettings()))  # type: ignore[call-arg]
+    asyncio.run(serve(BrokerSettings()))
 
 
 @app.command()
@@ -92,7 +96,7 @@ def platform() -> None:
     from ems_platform.serve import serve
 
     setup_logging()
-    asyncio.run(serve(PlatformSettings()))  # type: ignore[call-arg]
+    asyncio.run(serve(PlatformSettings()))
 
 
 @app.command()
@@ -105,7 +109,7 @@ def dashboard() -> None:
     from ems_dashboard_ws.settings import DashboardSettings
 
     setup_logging()
-    asyncio.run(serve(DashboardSettings()))  # type: ignore[call-arg]
+    asyncio.run(serve(DashboardSettings()))
 
 
 @device_app.command("run")

@@ -71,11 +71,11 @@ class Child:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, limit: float) -> None:
         if self.ready is None:
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + limit
         while loop.time() < deadline:
             if not self.running:
                 code = self.process.returncode if self.process else None
@@ -84,7 +84,7 @@ class Child:
                 if await self.ready():
                     return
             await asyncio.sleep(0.2)
-        raise ChildFailed(f"{self.name} was not ready within {timeout:.0f} s")
+        raise ChildFailed(f"{self.name} was not ready within {limit:.0f} s")
 
     async def stop(self) -> None:
         if self.process is None:
@@ -94,7 +94,9 @@ class Child:
             try:
                 await asyncio.wait_for(self.process.wait(), self.stop_timeout)
             except TimeoutError:
-                log.warning("%s did not stop within %.0f s; killing it", self.name, self.stop_timeout)
+                log.warning(
+                    "%s did not stop within %.0f s; killing it", self.name, self.stop_timeout
+                )
                 self.process.kill()
                 await self.process.wait()
         if self._pump is not None:

@@ -78,7 +78,7 @@ def _banner(settings: UpSettings, dsn_shown: str, devices: list[DeviceLogin]) ->
         f"  devices    {', '.join(d.device_id for d in devices) or 'none'}",
         f"  state      {settings.data_dir}",
         "",
-        f"  Watch:  mosquitto_sub -h {h} -p {settings.mqtt_port} -u ops -P \"$EMS_ADMIN_TOKEN\""
+        f'  Watch:  mosquitto_sub -h {h} -p {settings.mqtt_port} -u ops -P "$EMS_ADMIN_TOKEN"'
         " -t 'ems/#' -v",
         "" if settings.admin_token else "  (set EMS_ADMIN_TOKEN to install an admin token)",
         "Ctrl-C stops everything.",
@@ -89,7 +89,10 @@ def _banner(settings: UpSettings, dsn_shown: str, devices: list[DeviceLogin]) ->
 
 async def run_up(settings: UpSettings, device_count: int) -> int:
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0711: the embedded PostgreSQL runs as `postgres` when we are root and must traverse this
+    # directory; secrets below it stay in 0700 directories and 0600 files.
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o711)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -117,7 +120,9 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
             await ensure_token(pool, service_token, role="service", label="ems up services")
             if settings.admin_token is not None:
                 await ensure_token(
-                    pool, settings.admin_token.get_secret_value(), role="admin",
+                    pool,
+                    settings.admin_token.get_secret_value(),
+                    role="admin",
                     label="EMS_ADMIN_TOKEN",
                 )
             devices = await _prepare_devices(pool, data_dir, device_count)
@@ -146,13 +151,17 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
             )
             await supervisor.start(
                 _child(
-                    "platform", ["platform"], env,
+                    "platform",
+                    ["platform"],
+                    env,
                     ready=lambda: http_ready(h, settings.api_port, "/readyz"),
                 )
             )
             await supervisor.start(
                 _child(
-                    "dashboard", ["dashboard"], env,
+                    "dashboard",
+                    ["dashboard"],
+                    env,
                     ready=lambda: http_ready(h, settings.ws_port, "/healthz"),
                 )
             )

@@ -15,7 +15,7 @@ from ems_dashboard_ws.headers import SecurityHeaders
 from ems_dashboard_ws.hub import Hub
 from ems_dashboard_ws.mqtt_link import MqttLink
 from ems_dashboard_ws.policy import Authenticator
-from ems_dashboard_ws.refresh import keep_sessions_fresh
+from ems_dashboard_ws.refresh import SessionRefresher
 from ems_dashboard_ws.routes import pages, ws
 from ems_dashboard_ws.settings import DashboardSettings
 from ems_dashboard_ws.state import STATE_KEY, DashboardState
@@ -27,17 +27,19 @@ async def running(
 ) -> AsyncIterator[DashboardState]:
     """The adapter's long-lived parts: token store, hub, broker link, session re-checks."""
     async with AsyncExitStack() as stack:
-        if authenticator is None:
-            authenticator = await stack.enter_async_context(open_authenticator(settings))
         hub = Hub(max_filters=settings.ws_max_filters, retained_limit=settings.retained_limit)
+        if authenticator is None:
+            real = await stack.enter_async_context(open_authenticator(settings))
+            refresher = SessionRefresher(hub, real, settings.auth_refresh_interval)
+            stack.callback(real.on_change(refresher.wake))
+            authenticator = real
+        else:
+            refresher = SessionRefresher(hub, authenticator, settings.auth_refresh_interval)
         link = MqttLink(settings, hub.on_mqtt_message, on_connect=hub.forget_retained)
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(link.run(), name="mqtt-link"),
-                tasks.create_task(
-                    keep_sessions_fresh(hub, authenticator, settings.auth_refresh_interval),
-                    name="session-refresh",
-                ),
+                tasks.create_task(refresher.run(), name="session-refresh"),
             ]
             try:
                 yield DashboardState(settings, hub, authenticator, link)

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from ems_access.topics import topic_matches
 from ems_contract import TopicError, TopicKind, parse_topic
-
 from ems_dashboard_ws import frames
 from ems_dashboard_ws.filters import InvalidFilter, check_filter
 from ems_dashboard_ws.frames import Envelope
@@ -76,7 +75,9 @@ class Hub:
         if len(self._retained) >= self._retained_limit:
             oldest = next(iter(self._retained))
             del self._retained[oldest]
-            logger.warning("retained cache full (%d topics); forgot %s", self._retained_limit, oldest)
+            logger.warning(
+                "retained cache full (%d topics); forgot %s", self._retained_limit, oldest
+            )
         self._retained[envelope.topic] = envelope
 
     def forget_retained(self) -> None:

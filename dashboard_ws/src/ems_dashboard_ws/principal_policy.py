@@ -16,7 +16,7 @@ _PLACEHOLDERS = ("%c", "%u")
 
 
 class PrincipalPolicy:
-    __slots__ = ("principal", "_rules")
+    __slots__ = ("_rules", "principal")
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal

@@ -1,13 +1,15 @@
 """Re-checking live sessions, so that revoking a token or editing its ACL takes effect.
 
-The per-message path only consults the principal a session already holds; this loop
-replaces that principal from the access cache every few seconds, and ends the sessions
-whose token is no longer valid (ARCHITECTURE section 3).
+The per-message path only consults the principal a session already holds; the refresher
+replaces it from the access cache and ends the sessions whose token is no longer valid
+(ARCHITECTURE section 3). It runs at once when the access engine reports a change and
+every ``interval`` seconds as a backstop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from ems_dashboard_ws.hub import Hub
@@ -43,9 +45,23 @@ async def refresh_once(hub: Hub, authenticator: Authenticator) -> int:
     return ended
 
 
-async def keep_sessions_fresh(hub: Hub, authenticator: Authenticator, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        ended = await refresh_once(hub, authenticator)
-        if ended:
-            logger.info("ended %d WebSocket sessions whose token was revoked", ended)
+class SessionRefresher:
+    def __init__(self, hub: Hub, authenticator: Authenticator, interval: float) -> None:
+        self._hub = hub
+        self._authenticator = authenticator
+        self._interval = interval
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Re-check soon (called from the access engine's change notifications)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            ended = await refresh_once(self._hub, self._authenticator)
+            if ended:
+                logger.info("ended %d WebSocket sessions whose token is no longer valid", ended)

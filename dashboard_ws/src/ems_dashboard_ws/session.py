@@ -14,7 +14,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from ems_access.topics import topic_matches
-
 from ems_dashboard_ws import frames
 from ems_dashboard_ws.policy import ReadPolicy
 

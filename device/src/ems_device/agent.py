@@ -94,14 +94,17 @@ class Agent:
             raise AgentError("agent already started")
         settings = self.settings
         self.db = DeviceDb(settings.db_path)
+        meter: Meter | None = self._given_meter
         try:
             self.outbox = Outbox(self.db)
-            self.meter = self._given_meter or await asyncio.to_thread(
-                build_meter, settings, self.db, self._clock
-            )
-            self.relay = self._given_relay or build_relay(settings, self.meter)
+            if meter is None:
+                meter = await asyncio.to_thread(build_meter, settings, self.db, self._clock)
+            self.meter = meter
+            self.relay = self._given_relay or build_relay(settings, meter)
             self._restore_relays()
         except BaseException:
+            if meter is not None:
+                meter.close()
             self.db.close()
             raise
         token = settings.device_token.get_secret_value() if settings.device_token else None

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ems_device.settings import DeviceSettings
 
     try:
-        settings = DeviceSettings()  # type: ignore[call-arg]  # filled from the environment
+        settings = DeviceSettings()
     except ValidationError as exc:
         sys.stderr.write(f"ems-device: invalid configuration:\n{exc}\n")
         return 2

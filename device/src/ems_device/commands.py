@@ -161,8 +161,8 @@ class CommandHandler:
             return Outcome(payload=ack, status="rejected")
 
         if command.expires is not None and command.expires <= self._clock.now():
-            error = f"expired at {format_timestamp(command.expires)}"
-            ack = self._ack(command_id, "expired", error=error)
+            why = f"expired at {format_timestamp(command.expires)}"
+            ack = self._ack(command_id, "expired", error=why)
             self._memory.finish(command_id, ack, now)
             log.info("command %s (%s) expired before it arrived", command_id, command.name)
             return Outcome(payload=ack, status="expired")

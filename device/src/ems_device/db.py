@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ems_contract import Phase
+
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
@@ -123,5 +125,5 @@ class DbEnergyStore:
             return {}
         return {str(k): float(v) for k, v in value.items()}
 
-    def save(self, energy_kwh: Mapping[str, float]) -> None:
+    def save(self, energy_kwh: Mapping[Phase, float]) -> None:
         self._db.set_state(self._key, dict(energy_kwh))

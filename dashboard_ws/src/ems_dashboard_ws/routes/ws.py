@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ems_contract import device_filter, is_valid_device_id
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ems_contract import device_filter, is_valid_device_id
 from ems_dashboard_ws import frames
 from ems_dashboard_ws.credentials import from_handshake
 from ems_dashboard_ws.hub import Hub

@@ -31,7 +31,7 @@ class EnergyStore(Protocol):
 
     def load(self) -> dict[str, float]: ...
 
-    def save(self, energy_kwh: Mapping[str, float]) -> None: ...
+    def save(self, energy_kwh: Mapping[Phase, float]) -> None: ...
 
 
 class MemoryEnergyStore:
@@ -41,8 +41,8 @@ class MemoryEnergyStore:
     def load(self) -> dict[str, float]:
         return dict(self.saved)
 
-    def save(self, energy_kwh: Mapping[str, float]) -> None:
-        self.saved = dict(energy_kwh)
+    def save(self, energy_kwh: Mapping[Phase, float]) -> None:
+        self.saved = {str(phase): kwh for phase, kwh in energy_kwh.items()}
 
 
 def phase_names(count: int) -> tuple[Phase, ...]:

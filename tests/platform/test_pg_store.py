@@ -1,0 +1,174 @@
+"""The real store against real TimescaleDB: idempotent COPY batches, audit rows, updates."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from ems_platform.admin.devices import add_device, get_device
+from ems_platform.core.db import Pool
+from ems_platform.ingest.batcher import STORE_REJECTED, BatchWriter
+from ems_platform.ingest.deltas import DeltaTracker
+from ems_platform.ingest.envelope import Envelope, Incoming
+from ems_platform.ingest.judge import Judge
+from ems_platform.ingest.metrics import IngestMetrics
+from ems_platform.ingest.pg_store import PgReadingStore
+from ems_platform.ingest.store import BatchRejectedError
+from tests.platform.payloads import BASE_TS, encode, sample
+
+NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def judged(judge: Judge, topic: str, payload: bytes, at: datetime = NOW) -> Envelope:
+    return judge.judge(Incoming(topic, payload, at))
+
+
+async def raw_events(pool: Pool) -> list[dict[str, object]]:
+    rows = await pool.fetch(
+        "SELECT topic, device_id, payload, verdict, reason, detail FROM raw_events ORDER BY id"
+    )
+    return [dict(r) for r in rows]
+
+
+async def test_good_sample_lands_one_row_per_phase_and_an_accepted_event(pool: Pool) -> None:
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    payload = encode(sample())
+    assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [3]
+    rows = await pool.fetch("SELECT * FROM energy_readings ORDER BY phase")
+    assert [r["phase"] for r in rows] == ["A", "B", "C"]
+    assert all(r["ts"] == BASE_TS and r["flags"] == ["first_reading"] for r in rows)
+    assert rows[0]["voltage_rms"] == 230.0 and rows[0]["boot"] == "boot1"
+    [event] = await raw_events(pool)
+    assert event["verdict"] == "accepted" and event["reason"] is None
+    assert event["payload"] == payload  # bytes exactly as received
+
+
+async def test_bad_sample_in_batch_is_quarantined_with_index_and_reason(pool: Pool) -> None:
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    bad = sample(1)
+    bad["phases"]["B"]["power_factor"] = 3.0
+    env = judged(judge, "ems/dev1/telemetry", encode({"v": 1, "samples": [sample(0), bad]}))
+    assert await store.write([env]) == [3]
+    assert await pool.fetchval("SELECT count(*) FROM energy_readings WHERE seq = 1") == 0
+    [event] = await raw_events(pool)
+    assert event["verdict"] == "partial" and event["reason"] == "invalid_sample"
+    detail = json.loads(str(event["detail"]))
+    assert detail[0]["index"] == 1 and "power_factor" in detail[0]["detail"]
+
+
+async def test_malformed_payload_is_quarantined_and_the_next_sample_stored(pool: Pool) -> None:
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    batch = [
+        judged(judge, "ems/dev1/telemetry", b'{"v": 1, "ts": '),
+        judged(judge, "ems/dev1/telemetry", encode(sample(5))),
+    ]
+    assert await store.write(batch) == [0, 3]
+    events = await raw_events(pool)
+    assert [(e["verdict"], e["reason"]) for e in events] == [
+        ("quarantined", "invalid_json"),
+        ("accepted", None),
+    ]
+    assert events[0]["payload"] == b'{"v": 1, "ts": '
+
+
+async def test_redelivery_is_a_duplicate_not_stored_twice(pool: Pool) -> None:
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    payload = encode(sample())
+    assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [3]
+    assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [0]
+    # The same key twice inside one batch: the first message gets it, the second is duplicate.
+    twice = encode(sample(7))
+    envs = [judged(judge, "ems/dev1/telemetry", twice) for _ in range(2)]
+    assert await store.write(envs) == [3, 0]
+    assert await pool.fetchval("SELECT count(*) FROM energy_readings") == 6
+    verdicts = [e["verdict"] for e in await raw_events(pool)]
+    assert verdicts == ["accepted", "duplicate", "accepted", "duplicate"]
+
+
+async def test_deltas_are_stored_and_seeded_from_the_database(pool: Pool) -> None:
+    store = PgReadingStore(pool)
+    judge = Judge(DeltaTracker())
+    await store.write([judged(judge, "ems/dev1/telemetry", encode(sample(0, energy=10)))])
+    # A new process: its tracker is seeded from what the first one stored.
+    tracker = DeltaTracker()
+    tracker.seed("dev1", await store.latest("dev1"))
+    env = judged(Judge(tracker), "ems/dev1/telemetry", encode(sample(60, energy=10)))
+    await store.write([env])
+    delta = await pool.fetchval(
+        "SELECT energy_delta_kwh FROM energy_readings WHERE phase = 'A' AND seq = 60"
+    )
+    assert delta == pytest.approx(0.6)
+    latest = await store.latest("dev1")
+    assert latest["A"].ts == BASE_TS + timedelta(seconds=60) and latest["A"].seq == 60
+
+
+async def test_status_updates_the_device_and_stale_status_does_not(pool: Pool) -> None:
+    await add_device(pool, "dev1")
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    online = {"v": 1, "state": "online", "ts": "2026-11-22T08:00:00Z", "boot": "b", "backlog": 2}
+    await store.write([judged(judge, "ems/dev1/status", encode(online))])
+    device = await get_device(pool, "dev1")
+    assert device is not None and device.online and device.last_seen == NOW
+    assert device.status == {**online, "ts": "2026-11-22T08:00:00.000Z"}
+    # An older status (a retained replay, or one overtaken) changes nothing.
+    older = {"v": 1, "state": "offline", "ts": "2026-11-22T07:00:00Z", "reason": "shutdown"}
+    await store.write([judged(judge, "ems/dev1/status", encode(older))])
+    device = await get_device(pool, "dev1")
+    assert device is not None and device.online
+    # The last will has no ts; it counts from its arrival.
+    will = judged(judge, "ems/dev1/status", b'{"v":1,"state":"offline"}', NOW + timedelta(hours=1))
+    await store.write([will])
+    device = await get_device(pool, "dev1")
+    assert device is not None and not device.online
+    assert device.status == {"v": 1, "state": "offline"}
+    assert device.status_at == NOW + timedelta(hours=1)
+
+
+async def test_telemetry_updates_last_seen(pool: Pool) -> None:
+    await add_device(pool, "dev1")
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    later = NOW + timedelta(minutes=5)
+    await store.write([judged(judge, "ems/dev1/telemetry", encode(sample()), later)])
+    device = await get_device(pool, "dev1")
+    assert device is not None and device.last_seen == later
+
+
+async def test_ack_updates_the_command(pool: Pool) -> None:
+    await add_device(pool, "dev1")
+    cid = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO commands (id, device_id, name, state) VALUES ($1, 'dev1', 'ping', 'delivered')",
+        cid,
+    )
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    ack = {"v": 1, "id": str(cid), "status": "ok", "ts": "2026-11-22T08:00:01Z", "result": {"a": 1}}
+    await store.write([judged(judge, "ems/dev1/cmd/ack", encode(ack))])
+    row = await pool.fetchrow("SELECT state, acked_at, result FROM commands WHERE id = $1", cid)
+    assert row is not None and row["state"] == "ok"
+    assert json.loads(row["result"]) == {"a": 1}
+
+
+async def test_refused_message_is_isolated_and_quarantined(pool: Pool) -> None:
+    await add_device(pool, "dev1")
+    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    # PostgreSQL's jsonb cannot hold \u0000, so the database refuses this status outright.
+    poison = judged(judge, "ems/dev1/status", b'{"v":1,"state":"online","agent":"a\\u0000b"}')
+    good = judged(judge, "ems/dev1/telemetry", encode(sample()))
+    with pytest.raises(BatchRejectedError):
+        await store.write([poison, good])
+    writer = BatchWriter(
+        store, IngestMetrics(CollectorRegistry()), max_rows=100, flush_interval=3600
+    )
+    await writer.add(poison)
+    await writer.add(good)
+    await writer.flush()
+    assert await pool.fetchval("SELECT count(*) FROM energy_readings") == 3
+    events = await raw_events(pool)
+    assert sorted((e["verdict"], e["reason"]) for e in events) == [
+        ("accepted", None),
+        ("quarantined", STORE_REJECTED),
+    ]
