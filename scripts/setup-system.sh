@@ -83,6 +83,7 @@ Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+    APT_UPDATED=0 # the new source needs its index even if packages were just installed
 }
 
 build_timescaledb() {
@@ -114,6 +115,16 @@ build_timescaledb() {
 
 # The distro starts its own mosquitto on 1883 after install; EMS runs its own brokers.
 stop_distro_mosquitto() {
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        if systemctl --quiet is-active mosquitto.service \
+            || systemctl --quiet is-enabled mosquitto.service 2>/dev/null; then
+            step "mosquitto: stopping and disabling the distro service"
+            quiet systemctl disable --now mosquitto.service
+        else
+            step "mosquitto: distro service not running"
+        fi
+        return
+    fi
     local pidfile=/run/mosquitto/mosquitto.pid pid=""
     [[ -r ${pidfile} ]] && pid="$(cat "${pidfile}")"
     # A stale pid file may name a reused pid: only a live mosquitto counts.
@@ -122,19 +133,15 @@ stop_distro_mosquitto() {
         return
     fi
     step "mosquitto: stopping and disabling the distro service (pid ${pid})"
-    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-        quiet systemctl disable --now mosquitto.service
-    else
-        if [[ -x /etc/init.d/mosquitto ]]; then
-            /etc/init.d/mosquitto stop >>"${LOG}" 2>&1 || true
-        fi
-        command -v update-rc.d >/dev/null 2>&1 && { update-rc.d mosquitto disable >>"${LOG}" 2>&1 || true; }
-        if kill -0 "${pid}" 2>/dev/null; then
-            kill "${pid}"
-        fi
+    if [[ -x /etc/init.d/mosquitto ]]; then
+        /etc/init.d/mosquitto stop >>"${LOG}" 2>&1 || true
     fi
-    local i
-    for i in $(seq 1 50); do
+    if command -v update-rc.d >/dev/null 2>&1; then
+        update-rc.d mosquitto disable >>"${LOG}" 2>&1 || true
+    fi
+    kill -0 "${pid}" 2>/dev/null && kill "${pid}"
+    local _
+    for _ in $(seq 1 50); do
         kill -0 "${pid}" 2>/dev/null || return 0
         sleep 0.1
     done

@@ -3,4 +3,6 @@
 pytest_plugins: list[str] = [
     "tests.support.pg",
     "tests.support.mosquitto",
+    "tests.support.ems_broker",
+    "tests.support.platform",
 ]

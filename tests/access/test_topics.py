@@ -125,7 +125,7 @@ _TOPIC_LEVELS = ["a", "b", "$s", ""]
 
 
 def _filters(max_levels: int) -> list[str]:
-    out = []
+    out: list[str] = []
     for n in range(1, max_levels + 1):
         for combo in itertools.product(_LEVELS, repeat=n):
             candidate = "/".join(combo)
@@ -135,7 +135,7 @@ def _filters(max_levels: int) -> list[str]:
 
 
 def _topics(max_levels: int) -> list[str]:
-    out = []
+    out: list[str] = []
     for n in range(1, max_levels + 1):
         out.extend("/".join(c) for c in itertools.product(_TOPIC_LEVELS, repeat=n))
     # The empty topic is not publishable, but the algebra treats it as a topic like any
@@ -152,8 +152,7 @@ def test_cover_and_overlap_agree_with_brute_force() -> None:
     filters = _filters(3)
     topics = _topics(4)
     matched = {
-        f: frozenset(t for t in topics if match_levels(f.split("/"), t.split("/")))
-        for f in filters
+        f: frozenset(t for t in topics if match_levels(f.split("/"), t.split("/"))) for f in filters
     }
     for outer, inner in itertools.product(filters, repeat=2):
         assert filter_covers(outer, inner) is (matched[inner] <= matched[outer]), (outer, inner)

@@ -15,14 +15,14 @@ import aiomqtt
 import asyncpg
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
+
 from ems_access import store
 from ems_access.rules import AclRule
 from ems_access.tokens import generate_token
-from websockets.asyncio.client import ClientConnection
-
 from ems_dashboard_ws.server import RunningServer, serving
 from ems_dashboard_ws.settings import DashboardSettings
-
 from tests.support.mosquitto import MosquittoBroker
 
 # Generous bounds so a hung test fails with a message instead of the global timeout;
@@ -47,9 +47,7 @@ async def tokens(db_pool: asyncpg.Pool[asyncpg.Record]) -> Tokens:
     dev1_principal, dev1_viewer = await store.create_token(
         db_pool, role="viewer", label="dev1 only", acl=[AclRule("ems/dev1/#", "read")]
     )
-    return Tokens(
-        service, viewer, viewer_principal.token_id, dev1_viewer, dev1_principal.token_id
-    )
+    return Tokens(service, viewer, viewer_principal.token_id, dev1_viewer, dev1_principal.token_id)
 
 
 AdapterFactory = Callable[..., AbstractAsyncContextManager[RunningServer]]
@@ -114,6 +112,11 @@ async def publisher(mosquitto_broker: MosquittoBroker) -> AsyncIterator[aiomqtt.
         protocol=aiomqtt.ProtocolVersion.V311,
     ) as client:
         yield client
+
+
+def protocols(token: str) -> list[Subprotocol]:
+    """What a browser offers: ``ems.v1`` and ``ems.bearer.<token>``."""
+    return [Subprotocol("ems.v1"), Subprotocol(f"ems.bearer.{token}")]
 
 
 async def recv_json(ws: ClientConnection) -> dict[str, Any]:

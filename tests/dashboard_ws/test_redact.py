@@ -13,10 +13,12 @@ TOKEN = "ems_" + "A1b2C3d4" * 5
         f"< Authorization: Bearer {TOKEN}",
         f"< Sec-WebSocket-Protocol: ems.v1, ems.bearer.{TOKEN}",
         f"token={TOKEN}",
+        "< authorization: Basic dXNlcjpwYXNz",
     ],
 )
 def test_redact_removes_tokens(line: str) -> None:
     assert TOKEN not in redact.redact(line)
+    assert "dXNlcjpwYXNz" not in redact.redact(line)
 
 
 def test_filter_rewrites_records(caplog: pytest.LogCaptureFixture) -> None:

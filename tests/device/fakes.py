@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
 from ems_contract import Phase
 from ems_device.meter.ade9000 import registers as reg
 from ems_device.meter.ade9000.spi import crc16_ccitt
-from paho.mqtt.enums import CallbackAPIVersion
 
 
 class ManualClock:
@@ -138,7 +139,7 @@ class MqttObserver:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
+
 from ems_device.db import DbEnergyStore, DeviceDb
 from ems_device.meter.ade9000 import (
     Ade9000Config,
@@ -19,7 +21,6 @@ from ems_device.meter.ade9000 import (
 from ems_device.meter.ade9000 import registers as reg
 from ems_device.meter.ade9000.scaling import POWER_FULL_SCALE, RMS_FULL_SCALE
 from ems_device.meter.base import MemoryEnergyStore
-
 from tests.device.fakes import FakeAde9000, ManualClock
 
 
@@ -45,7 +46,7 @@ def test_start_up_sequence_order() -> None:
     writes = chip.writes
     # Configuration first (each verified by a read-back), STATUS cleared, RUN = 1 last.
     assert writes[:7] == [
-        (reg.PGA_GAIN, 0b01_01_01_00_10_10_10_10),
+        (reg.PGA_GAIN, 0b01_01_01_10_10_10_10),  # VC VB VA = 2, IN IC IB IA = 4
         (reg.CONFIG2, 0x0C00),
         (reg.ACCMODE, 0x0100),
         (reg.ZX_LP_SEL, 0x001E),
@@ -54,10 +55,8 @@ def test_start_up_sequence_order() -> None:
         (reg.EP_CFG, 0x0011),
     ]
     assert writes[7:] == [(reg.STATUS0, 0xFFFF_FFFF), (reg.STATUS1, 0xFFFF_FFFF), (reg.RUN, 1)]
-    # RSTDONE was polled until it appeared, before any write.
-    first_write = len(chip.reads) - 0
-    assert chip.reads[:4] == [reg.STATUS1] * 4
-    assert first_write > 4
+    # RSTDONE was polled until it appeared (three reads without it), before any write.
+    assert chip.reads[:5] == [reg.STATUS1] * 4 + [reg.PART_ID]
     for address, _ in writes[:7]:
         assert address in chip.reads  # read back
     assert chip.regs[reg.RUN] == 1
@@ -215,12 +214,9 @@ def test_background_poller_accumulates() -> None:
     meter.start()
     try:
         chip.latch_energy({"A": 10**10, "B": 10**10, "C": 10**10})
-        deadline = 200
-        while meter.energy_kwh["A"] == 0 and deadline:
-            import time
-
+        deadline = time.monotonic() + 10
+        while meter.energy_kwh["A"] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-            deadline -= 1
         assert meter.energy_kwh["A"] > 0
     finally:
         meter.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ems_device.meter.ade9000 import registers as reg
 from ems_device.meter.ade9000.spi import (
     CrcError,
@@ -13,7 +14,6 @@ from ems_device.meter.ade9000.spi import (
     energy_45bit,
     to_int32,
 )
-
 from tests.device.fakes import FakeAde9000
 
 

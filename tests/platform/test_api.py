@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from ems_access.rules import AclRule
-from ems_access.store import create_token
 from fastapi import FastAPI
 
+from ems_access.rules import AclRule
+from ems_access.store import create_token
 from ems_platform.api.app import create_app
 from ems_platform.core.settings import PlatformSettings
 from tests.platform.payloads import BASE_TS
@@ -155,8 +155,17 @@ async def test_latest_picks_the_newest_sample_per_phase_by_time_not_arrival(api:
     assert latest["phases"]["B"]["flags"] == ["first_reading"]
     assert latest["ts"] == "2026-11-22T08:15:13Z"
     assert set(latest) >= {"device_id", "ts", "phases", "status", "last_seen"}
-    for name in ("voltage_rms", "current_rms", "power_watt", "power_var", "power_va",
-                 "power_factor", "voltage_thd", "current_thd", "energy_kwh"):
+    for name in (
+        "voltage_rms",
+        "current_rms",
+        "power_watt",
+        "power_var",
+        "power_va",
+        "power_factor",
+        "voltage_thd",
+        "current_thd",
+        "energy_kwh",
+    ):
         assert name in latest["phases"]["A"]
 
 
@@ -164,7 +173,11 @@ async def test_latest_of_a_device_without_readings(api: Api) -> None:
     await api.client.post("/api/v1/devices", json={"device_id": "d1"}, headers=ADMIN)
     latest = (await api.client.get("/api/v1/devices/d1/latest", headers=ADMIN)).json()
     assert latest == {
-        "device_id": "d1", "ts": None, "phases": {}, "status": None, "online": False,
+        "device_id": "d1",
+        "ts": None,
+        "phases": {},
+        "status": None,
+        "online": False,
         "last_seen": None,
     }
 
@@ -190,4 +203,8 @@ async def test_health_ready_and_metrics(api: Api) -> None:
 
 async def test_openapi_lists_the_routes(api: Api) -> None:
     paths = (await api.client.get("/openapi.json")).json()["paths"]
-    assert {"/api/v1/devices", "/api/v1/devices/{device_id}", "/api/v1/devices/{device_id}/latest"} <= set(paths)
+    assert {
+        "/api/v1/devices",
+        "/api/v1/devices/{device_id}",
+        "/api/v1/devices/{device_id}/latest",
+    } <= set(paths)

@@ -24,9 +24,7 @@ LONG = 3600.0  # a flush interval no test waits for
 def envelopes(n: int, *, device: str = "d1", phases: tuple[str, ...] = ("A",)) -> list[Envelope]:
     judge = Judge(DeltaTracker())
     topic = f"ems/{device}/telemetry"
-    return [
-        judge.judge(Incoming(topic, encode(sample(i, phases=phases)), NOW)) for i in range(n)
-    ]
+    return [judge.judge(Incoming(topic, encode(sample(i, phases=phases)), NOW)) for i in range(n)]
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -43,7 +41,10 @@ async def running(
     store: MemoryReadingStore, *, max_rows: int, interval: float = LONG
 ) -> AsyncIterator[BatchWriter]:
     writer = BatchWriter(
-        store, IngestMetrics(CollectorRegistry()), max_rows=max_rows, flush_interval=interval,
+        store,
+        IngestMetrics(CollectorRegistry()),
+        max_rows=max_rows,
+        flush_interval=interval,
         retry_cap=0.01,
     )
     task = asyncio.create_task(writer.run())

@@ -141,7 +141,8 @@ async def test_ack_updates_the_command(pool: Pool) -> None:
     await add_device(pool, "dev1")
     cid = uuid.uuid4()
     await pool.execute(
-        "INSERT INTO commands (id, device_id, name, state) VALUES ($1, 'dev1', 'ping', 'delivered')",
+        "INSERT INTO commands (id, device_id, name, state)"
+        " VALUES ($1, 'dev1', 'ping', 'delivered')",
         cid,
     )
     store, judge = PgReadingStore(pool), Judge(DeltaTracker())

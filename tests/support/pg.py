@@ -32,7 +32,8 @@ T = TypeVar("T")
 TEMPLATE_DATABASE = "ems_template"
 # Bounds for cleanup only; no test outcome depends on them.
 POOL_CLOSE_SECONDS = 30.0
-CLONE_ATTEMPTS = 50
+SETTLE_POLLS = 100
+CLONE_ATTEMPTS = 3
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -63,9 +64,21 @@ async def _make_template(cluster: LocalCluster) -> None:
     await migrate(cluster.dsn(TEMPLATE_DATABASE))
     conn = await asyncpg.connect(cluster.dsn("postgres"))
     try:
-        # TimescaleDB runs no scheduler session in a template database; such a session
-        # would make CREATE DATABASE ... TEMPLATE fail with "being accessed by other users".
-        await conn.execute(f"ALTER DATABASE {TEMPLATE_DATABASE} WITH IS_TEMPLATE true")
+        # CREATE DATABASE ... TEMPLATE fails ("being accessed by other users") while any
+        # session is in the template, and TimescaleDB keeps starting a scheduler there after
+        # each clone. Refusing connections keeps the template free for cloning.
+        await conn.execute(
+            f"ALTER DATABASE {TEMPLATE_DATABASE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+        )
+        for _ in range(SETTLE_POLLS):
+            sessions = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                TEMPLATE_DATABASE,
+            )
+            if sessions == 0:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await conn.close()
 
@@ -76,7 +89,7 @@ async def _clone(cluster: LocalCluster, name: str) -> None:
             await cluster.ensure_database(name, template=TEMPLATE_DATABASE)
             return
         except asyncpg.ObjectInUseError:
-            # A session on the template (a scheduler just stopping) blocks cloning briefly.
+            # A session that was ending as we cloned; PostgreSQL already waited 5 s for it.
             if attempt == CLONE_ATTEMPTS - 1:
                 raise
             await asyncio.sleep(0.1)

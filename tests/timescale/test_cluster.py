@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,13 @@ def test_pg_bin_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("EMS_PG_BIN", str(tmp_path / "nowhere"))
     with pytest.raises(PostgresNotFoundError, match="nowhere"):
         LocalCluster(tmp_path / "data")
+
+
+async def test_port_in_use_is_reported_and_nothing_left(data_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cluster = LocalCluster(data_dir, taken.getsockname()[1], durable=False)
+        with pytest.raises(ClusterError, match="already in use"):
+            await cluster.start()
+    assert cluster.postmaster_pid() is None

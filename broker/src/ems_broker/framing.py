@@ -5,7 +5,8 @@ up to 256 MiB into memory per packet. This adapter reads each packet's fixed hea
 socket, checks the announced size before reading the body, and then serves amqtt's parser
 from the buffered packet. A parser that tries to read past the packet it was given (inner
 lengths that disagree with the remaining length) gets MalformedPacketError instead of bytes
-of the next packet. Both errors make amqtt's reader loop drop the connection.
+of the next packet, and packets amqtt would only half-read are refused up front (see
+packet_checks). These errors make amqtt's reader loop drop the connection.
 """
 
 from __future__ import annotations
@@ -15,26 +16,15 @@ import logging
 
 from amqtt.adapters import ReaderAdapter
 
+from ems_broker.packet_checks import MalformedPacketError, check_packet
+
 logger = logging.getLogger(__name__)
 
 _MAX_LENGTH_BYTES = 4
 
 
-class MalformedPacketError(Exception):
-    """The byte stream does not frame into MQTT packets."""
-
-
 class PacketTooLargeError(MalformedPacketError):
     """A packet announced more bytes than the broker accepts."""
-
-
-def encode_remaining_length(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        length, digit = divmod(length, 128)
-        out.append(digit | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
 
 
 class FramedReader(ReaderAdapter):  # type: ignore[misc]
@@ -66,6 +56,13 @@ class FramedReader(ReaderAdapter):  # type: ignore[misc]
             )
             raise PacketTooLargeError(f"{total}-byte packet exceeds the {self._max_packet} limit")
         body = await self._reader.readexactly(length) if length else b""
+        try:
+            check_packet(header[0], body)
+        except MalformedPacketError as exc:
+            logger.warning(
+                "malformed MQTT packet from %s (%s): closing the connection", self._peer, exc
+            )
+            raise
         self._packet = bytes(header) + body
         self._pos = 0
 

@@ -12,6 +12,7 @@ import logging
 import re
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)(authorization\s*[:=]\s*)[^\r\n]+"), r"\1[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[^\s,'\"]+"), r"\1[redacted]"),
     (re.compile(r"(?i)(ems\.bearer\.)[^\s,'\"]+"), r"\1[redacted]"),
     (re.compile(r"\bems_[A-Za-z0-9]{16,}"), "ems_[redacted]"),

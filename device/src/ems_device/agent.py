@@ -235,7 +235,8 @@ class Agent:
         self.publisher.wake()
 
     def link_down(self) -> None:
-        log.info("link down: sampling continues into the outbox (%d buffered)", len(self.outbox))
+        if not self._stop.is_set():
+            log.info("sampling continues into the outbox (%d buffered)", len(self.outbox))
 
     def published(self, mid: int) -> None:
         self.publisher.on_published(mid)

@@ -16,7 +16,7 @@ def build_meter(settings: DeviceSettings, db: DeviceDb, clock: Clock) -> Meter:
     if settings.device_meter == "simulated":
         return SimulatedMeter(
             phases=settings.device_phases,
-            seed=settings.device_seed,
+            seed=settings.simulation_seed,
             clock=clock,
             energy_store=store,
         )

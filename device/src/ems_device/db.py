@@ -101,7 +101,9 @@ class DeviceDb:
 
     def vacuum_free_pages(self) -> None:
         with self._lock:
-            self._conn.execute("PRAGMA incremental_vacuum")
+            # The pragma frees one page per step and sqlite3's execute() steps a result-less
+            # statement only once; executescript() steps it to completion.
+            self._conn.executescript("PRAGMA incremental_vacuum;")
 
     def close(self) -> None:
         with self._lock:

@@ -184,13 +184,13 @@ class MqttLink:
     # -- socket plumbing --
 
     def _readable(self) -> None:
-        self._client.loop_read()
-        sock = self._client.socket()
-        # TLS may hold decrypted bytes the file descriptor no longer signals.
-        pending = getattr(sock, "pending", None)
-        while sock is not None and pending is not None and pending() > 0:
-            if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        rc = self._client.loop_read()
+        # TLS may hold decrypted bytes that the file descriptor no longer signals.
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            pending = getattr(self._client.socket(), "pending", None)
+            if pending is None or pending() <= 0:
                 break
+            rc = self._client.loop_read()
 
     def _writable(self) -> None:
         self._client.loop_write()

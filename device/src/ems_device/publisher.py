@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ems_contract import MAX_BATCH_BYTES
 from ems_device.outbox import Outbox, batch_payload
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Publisher:
         window: int = 8,
         batch_min: int = 10,
         on_acked: Callable[[int], None] | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._outbox = outbox
         self._link = link
@@ -51,6 +54,7 @@ class Publisher:
         self._window = window
         self._batch_min = batch_min
         self._on_acked = on_acked
+        self._max_batch_bytes = max_batch_bytes
         self._cursor = 0
         self._inflight: dict[int, InFlight] = {}
         self._wake = asyncio.Event()
@@ -68,7 +72,14 @@ class Publisher:
         item = self._inflight.pop(mid, None)
         if item is None:
             return
-        self._outbox.delete_range(item.first_id, item.last_id)
+        try:
+            self._outbox.delete_range(item.first_id, item.last_id)
+        except sqlite3.Error as exc:
+            # The rows stay and are sent again after a restart: a duplicate, not a loss.
+            log.error(
+                "cannot delete acknowledged rows %d..%d: %s", item.first_id, item.last_id, exc
+            )
+            return
         self._wake.set()
         if self._on_acked is not None:
             self._on_acked(len(self._outbox))
@@ -82,7 +93,7 @@ class Publisher:
     def pump(self) -> None:
         """Fill the in-flight window from the outbox while the link is up."""
         while self._link.connected and len(self._inflight) < self._window:
-            rows = self._outbox.rows_after(self._cursor)
+            rows = self._outbox.rows_after(self._cursor, max_bytes=self._max_batch_bytes)
             if not rows:
                 return
             if len(rows) >= self._batch_min:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +28,9 @@ class DeviceSettings(BaseSettings):
     device_meter: Literal["simulated", "ade9000"] = "simulated"
     device_interval: float = Field(default=1.0, ge=0.1, le=3600)
     device_phases: int = Field(default=3, ge=1, le=3)
-    device_seed: int = Field(default=0, description="Seed of the simulated meter")
+    device_seed: int | None = Field(
+        default=None, description="Seed of the simulated meter; default: derived from the id"
+    )
 
     data_dir: Path | None = None
     device_db: Path | None = None
@@ -75,6 +78,13 @@ class DeviceSettings(BaseSettings):
             return self.device_db
         base = self.data_dir or Path.home() / ".local" / "share" / "ems-device"
         return base / f"{self.device_id}.db"
+
+    @property
+    def simulation_seed(self) -> int:
+        """A stable seed per device, so simulated fleets do not all show the same load."""
+        if self.device_seed is not None:
+            return self.device_seed
+        return zlib.crc32(self.device_id.encode())
 
     @property
     def retention_s(self) -> float:

@@ -37,7 +37,9 @@ def build_parser(settings: TimescaleSettings) -> argparse.ArgumentParser:
         "cluster", help="run an embedded PostgreSQL+TimescaleDB cluster until interrupted"
     )
     serve.add_argument("--data-dir", type=Path, required=True, help="created on first start")
-    serve.add_argument("--port", type=int, default=5432, help="TCP port on 127.0.0.1")
+    serve.add_argument(
+        "--port", type=int, default=5432, help="TCP port on 127.0.0.1 (0: any free port)"
+    )
     serve.add_argument(
         "--throwaway", action="store_true", help="no fsync: fast, but a crash loses data"
     )
@@ -58,7 +60,7 @@ async def _edition(url: str) -> None:
 
 
 async def _cluster(data_dir: Path, port: int, durable: bool) -> None:
-    async with LocalCluster(data_dir, port, durable=durable) as cluster:
+    async with LocalCluster(data_dir, port or None, durable=durable) as cluster:
         await migrate(cluster.dsn())
         logger.info("serving %s; interrupt to stop", cluster.dsn())
         stop = asyncio.Event()

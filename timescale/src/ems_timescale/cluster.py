@@ -111,6 +111,8 @@ class LocalCluster:
                 "--silent",
             )
             if result.returncode != 0:
+                # A server still starting after the timeout must not outlive the failure.
+                await self.stop()
                 raise ClusterError(
                     f"PostgreSQL in {self.data_dir} did not start:\n{result.output}"
                     f"{self._log_tail()}"

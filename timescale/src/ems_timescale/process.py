@@ -44,6 +44,9 @@ class ProcessRunner:
             stderr=asyncio.subprocess.STDOUT,
             cwd=self._cwd,
             env=env,
+            # Keep the server out of our terminal's process group: Ctrl-C reaches us, and
+            # we stop the server after the services that write to it, not at the same time.
+            start_new_session=True,
             **extra,  # type: ignore[arg-type]
         )
         output, _ = await proc.communicate()

@@ -111,6 +111,11 @@ class FlowControlledClient(aiomqtt.Client):
         super()._on_socket_close(client, userdata, sock)
         self._fd = None
 
+    def settle_disconnect(self) -> None:
+        """Mark a dropped link's error as seen (it was logged by whoever ended the session)."""
+        if self._disconnected.done() and not self._disconnected.cancelled():
+            self._disconnected.exception()
+
     async def next_message(self, end: asyncio.Event) -> aiomqtt.Message | None:
         """The next message; None once ``end`` is set; MqttError when the link drops.
 

@@ -13,6 +13,7 @@ _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.messages = Counter(
             "ems_ingest_messages",
             "MQTT messages received, by kind",
@@ -60,6 +61,10 @@ class IngestMetrics:
         )
         for kind in MessageKind:
             self.messages.labels(kind=kind.value)
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value, 0 if never set (for tests and diagnostics)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     def committed(self, batch: Sequence[Envelope], stored: Sequence[int], seconds: float) -> None:
         rows = sum(len(env.rows) for env in batch)

@@ -60,18 +60,30 @@ class Ingest:
         self._retry_cap = retry_cap
         self._shutdown_timeout = shutdown_timeout
         self._task: asyncio.Task[None] | None = None
+        self._seeding_failed = False
 
     @property
     def connected(self) -> bool:
         return self.source.connected
 
     @property
+    def store_healthy(self) -> bool:
+        """False while writes or reads of the database are failing and being retried."""
+        return self.batcher.healthy and not self._seeding_failed
+
+    @property
     def healthy(self) -> bool:
-        return self.source.connected and self.batcher.healthy
+        return self.source.connected and self.store_healthy
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="ingest")
+        self._task.add_done_callback(self._ended)
         return self
+
+    @staticmethod
+    def _ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ingest stopped on an error", exc_info=task.exception())
 
     async def __aexit__(
         self,
@@ -88,7 +100,7 @@ class Ingest:
         self.source.stop()
         try:
             async with asyncio.timeout(self._shutdown_timeout):
-                await asyncio.shield(task)
+                await asyncio.wait({task})
         except TimeoutError:
             log.error(
                 "ingest did not finish in %.0f s; %d messages not stored",
@@ -97,11 +109,6 @@ class Ingest:
             )
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-
-    async def wait(self) -> None:
-        """Block until the ingest ends (it only ends on error or ``stop``)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -144,11 +151,15 @@ class Ingest:
             try:
                 latest = await self.store.latest(device_id)
             except StoreUnavailableError as exc:
+                self._seeding_failed = True
                 if not logged:
                     log.warning("cannot read previous readings of %s yet: %s", device_id, exc)
                     logged = True
                 await backoff.sleep()
                 continue
+            if logged:
+                log.info("read previous readings of %s", device_id)
+            self._seeding_failed = False
             self.deltas.seed(device_id, latest)
             return
 

@@ -119,6 +119,7 @@ class MqttSource:
                     down_since_logged = True
             finally:
                 self._set_connected(False)
+                client.settle_disconnect()
             await self._drain(client)
             if self._stopping.is_set():
                 break

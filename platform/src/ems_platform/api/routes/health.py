@@ -24,7 +24,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, Any] | JSONResponse:
     checks: dict[str, bool] = {"database": await ping(runtime.pool)}
     if runtime.ingest is not None:
         checks["mqtt"] = runtime.ingest.connected
-        checks["ingest_writes"] = runtime.ingest.batcher.healthy
+        checks["ingest_store"] = runtime.ingest.store_healthy
     failing = [name for name, ok in checks.items() if not ok]
     if failing:
         return JSONResponse(
