@@ -75,7 +75,11 @@ def adapter_factory(database_url: str, tokens: Tokens) -> AdapterFactory:
 
     @asynccontextmanager
     async def start(
-        broker: Any, *, service_token: str | None = None, **overrides: Any
+        broker: Any,
+        *,
+        service_token: str | None = None,
+        wait_linked: bool = True,
+        **overrides: Any,
     ) -> AsyncIterator[RunningServer]:
         settings = DashboardSettings(
             database_url=database_url,
@@ -89,7 +93,8 @@ def adapter_factory(database_url: str, tokens: Tokens) -> AdapterFactory:
             **overrides,
         )
         async with serving(settings) as server:
-            await wait_until_linked(server)
+            if wait_linked:
+                await wait_until_linked(server)
             yield server
 
     return start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,6 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from ems_dashboard_ws.server import RunningServer
-
 from tests.dashboard_ws.conftest import Tokens
 from tests.dashboard_ws.samples import status, telemetry, three_phase
 
@@ -104,10 +104,8 @@ async def test_dashboard_shows_devices_live(
     assert problems == []
 
 
-def _points(count: int) -> object:
-    import re
-
-    return re.compile(r"^(\S+,\S+ ){%d}\S+,\S+$" % (count - 1))
+def _points(count: int) -> re.Pattern[str]:
+    return re.compile(rf"^(\S+,\S+ ){{{count - 1}}}\S+,\S+$")
 
 
 async def test_refused_token_returns_to_sign_in(

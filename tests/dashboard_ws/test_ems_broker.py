@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import aiomqtt
 import asyncpg
+import httpx
+import pytest
 from websockets.asyncio.client import connect
 
 from ems_access import store
-from tests.dashboard_ws.conftest import AdapterFactory, Tokens, protocols, recv_json, subscribe
+from ems_access.tokens import generate_token
+from tests.dashboard_ws.conftest import (
+    WAIT_S,
+    AdapterFactory,
+    Tokens,
+    protocols,
+    recv_json,
+    subscribe,
+)
 from tests.dashboard_ws.samples import status, telemetry
 from tests.support.ems_broker import EmsBrokerProcess
 
@@ -56,3 +67,20 @@ async def test_device_to_browser_through_the_ems_broker(
             assert answer["denied"] == []
             replay = await recv_json(ws)
             assert (replay["topic"], replay["retained"]) == ("ems/dev1/status", True)
+
+
+async def test_wrong_service_token_keeps_retrying_without_leaking_it(
+    ems_broker_factory: Callable[..., EmsBrokerProcess],
+    adapter_factory: AdapterFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wrong = generate_token()
+    broker = ems_broker_factory()
+    async with adapter_factory(broker, service_token=wrong, wait_linked=False) as server:
+        async with asyncio.timeout(WAIT_S):
+            while sum("broker link" in r.getMessage() for r in caplog.records) < 2:
+                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            assert (await http.get("/healthz")).json()["mqtt"] == "connecting"
+    assert wrong not in caplog.text
+    assert wrong[4:] not in caplog.text

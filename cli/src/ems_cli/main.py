@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,55 +73,48 @@ def migrate(database_url: DatabaseUrl = None) -> None:
     typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
-@app.command()
-def broker() -> None:
-    """Run the built-in MQTT broker (amqtt with EMS token auth and ACLs).
-
-    Configured by EMS_DATABASE_URL, EMS_MQTT_HOST, EMS_MQTT_PORT, EMS_MQTT_MAX_PACKET.
-    """
-    from ems_broker.server import serve
-    from ems_broker.settings import BrokerSettings
-
-    setup_logging()
-    asyncio.run(serve(BrokerSettings()))
+# Service commands hand their arguments to the component's own command line, so
+# `ems platform --help` and `python -m ems_platform --help` are one and the same.
+_PASS_THROUGH: dict[str, Any] = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+    "add_help_option": False,
+}
 
 
-@app.command()
-def platform() -> None:
-    """Run the platform: MQTT ingest into TimescaleDB and the REST API.
+@app.command(**_PASS_THROUGH)
+def broker(ctx: typer.Context) -> None:
+    """Run the built-in MQTT broker (amqtt with EMS token auth and ACLs). --help for more."""
+    from ems_broker.__main__ import main as component_main
 
-    Configured by EMS_DATABASE_URL, EMS_MQTT_*, EMS_SERVICE_TOKEN, EMS_ADMIN_TOKEN, EMS_API_*.
-    """
-    from ems_platform.core.settings import PlatformSettings
-    from ems_platform.serve import serve
-
-    setup_logging()
-    asyncio.run(serve(PlatformSettings()))
+    raise typer.Exit(component_main(ctx.args))
 
 
-@app.command()
-def dashboard() -> None:
-    """Run the dashboard WebSocket adapter and the dashboard page.
+@app.command(**_PASS_THROUGH)
+def platform(ctx: typer.Context) -> None:
+    """Run the platform: MQTT ingest into TimescaleDB and the REST API. --help for more."""
+    from ems_platform.__main__ import main as component_main
 
-    Configured by EMS_DATABASE_URL, EMS_MQTT_*, EMS_SERVICE_TOKEN, EMS_WS_HOST, EMS_WS_PORT.
-    """
-    from ems_dashboard_ws.server import serve
-    from ems_dashboard_ws.settings import DashboardSettings
-
-    setup_logging()
-    asyncio.run(serve(DashboardSettings()))
+    raise typer.Exit(component_main(ctx.args))
 
 
-@device_app.command("run")
-def device_run() -> None:
+@app.command(**_PASS_THROUGH)
+def dashboard(ctx: typer.Context) -> None:
+    """Run the dashboard WebSocket adapter and the dashboard page. --help for more."""
+    from ems_dashboard_ws.__main__ import main as component_main
+
+    raise typer.Exit(component_main(ctx.args))
+
+
+@device_app.command("run", **_PASS_THROUGH)
+def device_run(ctx: typer.Context) -> None:
     """Run the device agent (what a Raspberry Pi runs; simulated meter unless configured).
 
-    Configured by EMS_DEVICE_ID, EMS_DEVICE_TOKEN, EMS_MQTT_HOST, EMS_MQTT_PORT,
-    EMS_DEVICE_METER and the other EMS_DEVICE_* variables (see device/README.md).
+    Configured by EMS_DEVICE_ID, EMS_DEVICE_TOKEN, EMS_MQTT_HOST, EMS_MQTT_PORT and the other
+    EMS_DEVICE_* variables (device/README.md). --help for more.
     """
     from ems_device.cli import main as device_main
 
-    raise typer.Exit(device_main(["run"]))
+    raise typer.Exit(device_main(["run", *ctx.args]))
 
 
 @device_app.command("add")

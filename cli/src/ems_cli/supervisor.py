@@ -135,10 +135,13 @@ class Supervisor:
         self.children: list[Child] = []
         self.ready_timeout = ready_timeout
 
-    async def start(self, child: Child) -> None:
-        self.children.append(child)
-        await child.start()
-        await child.wait_ready(self.ready_timeout)
+    async def start(self, *children: Child) -> None:
+        """Start children side by side (each retries its own connections), then wait until
+        every one of them is ready."""
+        for child in children:
+            self.children.append(child)
+            await child.start()
+        await asyncio.gather(*(child.wait_ready(self.ready_timeout) for child in children))
 
     async def wait_any_exit(self) -> Child:
         """Block until one child exits; return it."""

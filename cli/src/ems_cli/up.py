@@ -146,25 +146,24 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
         stack.push_async_callback(supervisor.stop_all)
         h = settings.host
         try:
+            # The platform and the dashboard reconnect to the broker by themselves, so the
+            # three start together; devices follow once all three are ready.
             await supervisor.start(
-                _child("broker", ["broker"], env, ready=lambda: tcp_ready(h, settings.mqtt_port))
-            )
-            await supervisor.start(
+                _child("broker", ["broker"], env, ready=lambda: tcp_ready(h, settings.mqtt_port)),
                 _child(
                     "platform",
                     ["platform"],
                     env,
                     ready=lambda: http_ready(h, settings.api_port, "/readyz"),
-                )
-            )
-            await supervisor.start(
+                ),
                 _child(
                     "dashboard",
                     ["dashboard"],
                     env,
                     ready=lambda: http_ready(h, settings.ws_port, "/healthz"),
-                )
+                ),
             )
+            device_children = []
             for login in devices:
                 device_env = dict(
                     env,
@@ -174,7 +173,8 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
                 )
                 device_env.pop("EMS_DATABASE_URL")
                 device_env.pop("EMS_SERVICE_TOKEN")
-                await supervisor.start(_child(login.device_id, ["device", "run"], device_env))
+                device_children.append(_child(login.device_id, ["device", "run"], device_env))
+            await supervisor.start(*device_children)
         except ChildFailed as exc:
             log.error("%s; stopping everything", exc)
             return 1

@@ -58,14 +58,18 @@ class Hub:
 
     def on_mqtt_message(self, topic: str, payload: bytes, retain: bool) -> None:
         self.messages_in += 1
+        targets = [s for s in self._sessions.values() if s.wants(topic)]
+        keep = retain or _retained_by_contract(topic)
+        if not targets and not keep:
+            return  # nobody is watching: skip decoding the payload at all
         envelope = Envelope.from_mqtt(topic, payload)
-        if retain or _retained_by_contract(topic):
+        if keep:
             self._remember(envelope, empty=not payload)
-        live = envelope.frame(retained=retain)
-        for session in self._sessions.values():
-            if session.wants(topic):
+        if targets:
+            live = envelope.frame(retained=retain)
+            for session in targets:
                 session.offer(live)
-                self.frames_out += 1
+            self.frames_out += len(targets)
 
     def _remember(self, envelope: Envelope, *, empty: bool) -> None:
         # A zero-length retained message is how MQTT deletes the retained message.

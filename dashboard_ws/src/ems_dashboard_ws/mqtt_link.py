@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aiomqtt
 
@@ -15,6 +15,15 @@ from ems_dashboard_ws.settings import DashboardSettings
 logger = logging.getLogger(__name__)
 
 MessageSink = Callable[[str, bytes, bool], None]
+
+
+class SubscriptionRefused(aiomqtt.MqttError):
+    """The broker accepted the login but not the subscription (an ACL without read)."""
+
+
+def _refused(granted: Sequence[object]) -> bool:
+    # SUBACK return codes of 0x80 and above are failures, in MQTT 3.1.1 and 5 alike.
+    return any(int(getattr(code, "value", code)) >= 0x80 for code in granted)  # type: ignore[call-overload]
 
 
 def _as_bytes(payload: object) -> bytes:
@@ -77,7 +86,11 @@ class MqttLink:
                 async with self._client() as client:
                     if self._on_connect is not None:
                         self._on_connect()
-                    await client.subscribe(s.mqtt_subscription, qos=1)
+                    granted = await client.subscribe(s.mqtt_subscription, qos=1)
+                    if _refused(granted):
+                        raise SubscriptionRefused(
+                            f"broker refused {s.mqtt_subscription!r} to {s.mqtt_username!r}"
+                        )
                     self.connections += 1
                     self.connected.set()
                     self._backoff.reset()
