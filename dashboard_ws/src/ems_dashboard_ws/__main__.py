@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             "EMS_" + str(item["loc"][0]).upper() for item in exc.errors(include_url=False)
         )
         parser.error(f"invalid or missing settings: {missing}")
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it for the previous
+    # handler; by then all is closed, so the process should exit 0, not die of the signal.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:

@@ -187,7 +187,7 @@
     const extra = [];
     if (typeof status.backlog === "number" && status.backlog > 0) extra.push(`backlog ${status.backlog}`);
     if (typeof status.agent === "string") extra.push(status.agent);
-    if (state === "offline" && typeof status.reason === "string") extra.push(status.reason);
+    if (state === "offline" && typeof status.reason === "string") extra.push(`reason: ${status.reason}`);
     role(dev, "extra").textContent = extra.join(" · ");
   }
 
