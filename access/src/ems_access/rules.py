@@ -11,8 +11,9 @@ as whole topic levels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from types import MappingProxyType
 from typing import Literal, get_args
 from uuid import UUID
@@ -137,12 +138,14 @@ class Principal:
     device_id: str | None
     rules: tuple[AclRule, ...]
     expires_at: datetime | None = None
-    _compiled: tuple[_Compiled, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rules = tuple(self.rules)
-        object.__setattr__(self, "rules", rules)
-        object.__setattr__(self, "_compiled", tuple(_Compiled.of(rule) for rule in rules))
+        object.__setattr__(self, "rules", tuple(self.rules))
+
+    @cached_property
+    def _compiled(self) -> tuple[_Compiled, ...]:
+        # Parsed once per principal (not a dataclass field, so asdict/eq/hash ignore it).
+        return tuple(_Compiled.of(rule) for rule in self.rules)
 
     def is_expired(self, now: datetime | None = None) -> bool:
         if self.expires_at is None:

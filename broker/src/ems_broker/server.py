@@ -31,6 +31,7 @@ from typing import Any
 from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import IDENTIFIER_REJECTED, NOT_AUTHORIZED, ConnackPacket
 
@@ -94,7 +95,8 @@ class EmsBroker(Broker):  # type: ignore[misc]
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
     ) -> None:
         peer = writer.get_extra_info("peername")
-        framed = FramedReader(reader, max_packet=self._max_packet, peer=f"{peer}")
+        peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        framed = FramedReader(reader, max_packet=self._max_packet, peer=peer_text)
         await self._client_connected(listener_name, framed, StreamWriterAdapter(writer))
 
     async def _initialize_client_session(
@@ -108,7 +110,9 @@ class EmsBroker(Broker):  # type: ignore[misc]
         except Exception as exc:
             # Anything a stranger sends before CONNECT must end in a closed socket, never in
             # an exception that leaves it open (upstream keeps some of these sockets).
-            logger.info("no usable CONNECT from %s:%s: %r", remote_address, remote_port, exc)
+            # A bare connect-and-close (port probes, health checks) is not worth a log line.
+            level = logging.DEBUG if isinstance(exc, NoDataError) else logging.INFO
+            logger.log(level, "no usable CONNECT from %s:%s: %r", remote_address, remote_port, exc)
             with contextlib.suppress(Exception):
                 await writer.close()
             raise ConnectError(str(exc)) from exc
