@@ -174,7 +174,11 @@ async def test_will_topic_must_be_writable(make_token: MakeToken, clients: MakeC
 
 
 async def test_database_outage_keeps_connected_clients_working(
-    make_token: MakeToken, clients: MakeClient, pg_cluster: LocalCluster, database_url: str
+    make_token: MakeToken,
+    clients: MakeClient,
+    pg_cluster: LocalCluster,
+    database_url: str,
+    ems_broker: EmsBrokerProcess,
 ) -> None:
     """Connected clients never wait on the database: publishing works while it is away."""
     token = await make_token("admin")
@@ -200,7 +204,7 @@ async def test_database_outage_keeps_connected_clients_working(
         assert await cached.connect()
         newcomer = clients("new", username="ops", password=uncached)
         assert not await newcomer.connect()
-        assert refused_with(newcomer.connack, "unavailable")
+        assert refused_with(newcomer.connack, "unavailable"), ems_broker.logs()[-3000:]
     finally:
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await admin.close()

@@ -187,8 +187,11 @@ class AccessCache:
             try:
                 await self._listen_once()
                 attempt = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("access change listener lost the database: %s", exc)
+            except Exception:
+                # Never let the listener die: without it changes only apply after the TTL.
+                logger.exception("access change listener failed; restarting it")
             delay = backoff_delay(attempt)
             attempt += 1
             await asyncio.sleep(delay)

@@ -45,7 +45,12 @@ class SessionGuard:
                     await asyncio.wait_for(self._wakeup.wait(), self._sweep_interval)
                 self._wakeup.clear()
                 changed, self._pending = self._pending, set()
-                await self.check(changed)
+                try:
+                    await self.check(changed)
+                except Exception:
+                    # The guard must outlive any one bad check, or revocations stop applying.
+                    logger.exception("session check failed; retrying on the next change")
+                    self._pending |= changed
         finally:
             remove()
 

@@ -62,6 +62,11 @@ class TokenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
             )
             refuse(session, SERVER_UNAVAILABLE)
             return False
+        except Exception:
+            # Whatever else goes wrong, the client gets a CONNACK, not a dropped socket.
+            logger.exception("cannot check MQTT token (%s)", describe(session))
+            refuse(session, SERVER_UNAVAILABLE)
+            return False
         if principal is None:
             return self._refuse(session, BAD_USERNAME_PASSWORD, "unknown, revoked or expired token")
         if not _device_binding_ok(principal, session):

@@ -33,7 +33,12 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
-from amqtt.mqtt.connack import IDENTIFIER_REJECTED, NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connack import (
+    IDENTIFIER_REJECTED,
+    NOT_AUTHORIZED,
+    SERVER_UNAVAILABLE,
+    ConnackPacket,
+)
 
 from ems_access.topics import is_valid_topic_name
 from ems_broker.framing import FramedReader
@@ -82,7 +87,8 @@ class EmsBroker(Broker):  # type: ignore[misc]
             weakref.WeakValueDictionary()
         )
         acl = self.plugins_manager.get_plugin("AclTopicPlugin")
-        self._acl: AclTopicPlugin | None = acl if isinstance(acl, AclTopicPlugin) else None
+        only_acl = isinstance(acl, AclTopicPlugin) and len(self.plugins_manager._topic_plugins) == 1
+        self._acl: AclTopicPlugin | None = acl if only_acl else None
 
     def bound_port(self, listener: str = "default") -> int:
         """The TCP port actually bound (useful with port 0)."""
@@ -122,8 +128,14 @@ class EmsBroker(Broker):  # type: ignore[misc]
         return handler, session
 
     async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
-        with contextlib.suppress(ConnectError):
+        try:
             await super()._client_connected(listener_name, reader, writer)
+        except ConnectError:
+            # Upstream releases the listener's connection slot only for its own error types;
+            # ours is separate so that port probes do not log amqtt warnings.
+            server = self._servers.get(listener_name)
+            if server is not None:
+                server.release_connection()
 
     async def _refuse(self, writer: Any, return_code: int) -> None:
         with contextlib.suppress(Exception):
@@ -139,9 +151,14 @@ class EmsBroker(Broker):  # type: ignore[misc]
         server: Any,
         listener_name: str,
     ) -> None:
-        authenticated = await self._authenticate(
-            client_session, self.listeners_config[listener_name]
-        )
+        try:
+            authenticated = await self._authenticate(
+                client_session, self.listeners_config[listener_name]
+            )
+        except Exception:
+            logger.exception("authentication failed (%s)", describe(client_session))
+            await self._refuse(writer, SERVER_UNAVAILABLE)
+            return
         principal = principal_of(client_session)
         if not authenticated or principal is None:
             await self._refuse(writer, refusal_of(client_session, NOT_AUTHORIZED))
@@ -193,7 +210,10 @@ class EmsBroker(Broker):  # type: ignore[misc]
                 "MQTT client id %r taken over by a new connection (%s)", client_id, describe(new)
             )
             await self._evict(old_handler)
-        if decision is Decision.RESUME and self._sessions.get(client_id, (None,))[0] is old_session:
+        resumable = not old_session.clean_session and (
+            self._sessions.get(client_id, (None,))[0] is old_session
+        )
+        if decision is Decision.RESUME and resumable:
             for name in _SESSION_FIELDS:
                 setattr(old_session, name, getattr(new, name))
             old_session.attributes = dict(new.attributes)
@@ -233,7 +253,7 @@ class EmsBroker(Broker):  # type: ignore[misc]
     async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
         # The ACL is pure CPU work on the session's Principal: calling it directly saves the
         # task amqtt's plugin manager creates for every check of every delivered message.
-        if self._acl is not None and len(self.plugins_manager._topic_plugins) == 1:
+        if self._acl is not None:
             return self._acl.check(session, topic, action)
         return bool(await super()._topic_filtering(session, topic, action))
 
