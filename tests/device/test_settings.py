@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from ems_device.backoff import Backoff
 from ems_device.settings import DeviceSettings
 
 
@@ -69,18 +67,6 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, v
     monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError):
         DeviceSettings()
-
-
-def test_backoff_is_capped_jittered_and_resettable() -> None:
-    backoff = Backoff(minimum=1.0, maximum=8.0, rng=random.Random(1))
-    delays = [backoff.next_delay() for _ in range(20)]
-    assert all(0.5 <= d <= 8.0 for d in delays)
-    assert delays[0] <= 1.0 and max(delays[5:]) > 4.0
-    assert len(set(delays)) == len(delays)  # jittered, never in lock step
-    backoff.reset()
-    assert backoff.next_delay() <= 1.0
-    with pytest.raises(ValueError):
-        Backoff(minimum=0, maximum=1)
 
 
 def test_simulation_seed_differs_per_device(monkeypatch: pytest.MonkeyPatch) -> None:

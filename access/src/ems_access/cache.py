@@ -23,9 +23,9 @@ from uuid import UUID
 import asyncpg
 
 from ems_access import store
-from ems_access.backoff import backoff_delay
 from ems_access.rules import Principal
 from ems_access.tokens import hash_token
+from ems_contract.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -182,19 +182,17 @@ class AccessCache:
                 logger.exception("access change listener failed")
 
     async def _listen_forever(self) -> None:
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 await self._listen_once()
-                attempt = 0
+                backoff.reset()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("access change listener lost the database: %s", exc)
             except Exception:
                 # Never let the listener die: without it changes only apply after the TTL.
                 logger.exception("access change listener failed; restarting it")
-            delay = backoff_delay(attempt)
-            attempt += 1
-            await asyncio.sleep(delay)
+            await backoff.sleep()
 
     async def _listen_once(self) -> None:
         async with self._pool.acquire() as conn:

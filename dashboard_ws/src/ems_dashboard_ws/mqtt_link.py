@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import aiomqtt
 
-from ems_dashboard_ws.backoff import Backoff
+from ems_contract.backoff import Backoff
 from ems_dashboard_ws.settings import DashboardSettings
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class MqttLink:
         self._settings = settings
         self._sink = sink
         self._on_connect = on_connect
-        self._backoff = Backoff(settings.mqtt_backoff_initial, settings.mqtt_backoff_max)
+        self._backoff = Backoff(base=settings.mqtt_backoff_initial, cap=settings.mqtt_backoff_max)
         # A unique client id per process: two adapters must not take over each other.
         self.client_id = f"ems-dashboard-{uuid.uuid4().hex[:12]}"
         self.connected = asyncio.Event()

@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ems_device.backoff import Backoff
+from ems_contract.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class MqttLink:
         # Stores host and port without connecting; every attempt is then a reconnect().
         client.connect_async(config.host, config.port, keepalive=config.keepalive)
         self._client = client
-        self._backoff = Backoff(config.reconnect_min, config.reconnect_max)
+        self._backoff = Backoff(base=config.reconnect_min, cap=config.reconnect_max)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._attached: Any = None

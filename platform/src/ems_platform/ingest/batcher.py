@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ems_platform.core.backoff import Backoff
+from ems_contract.backoff import Backoff
 from ems_platform.ingest.envelope import Envelope, Problem
 from ems_platform.ingest.metrics import IngestMetrics
 from ems_platform.ingest.store import BatchRejectedError, ReadingStore, StoreUnavailableError

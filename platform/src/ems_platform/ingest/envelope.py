@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ems_contract import MEASUREMENTS
+
 
 class Verdict(enum.StrEnum):
     """``raw_events.verdict``: what became of a message."""
@@ -61,15 +63,7 @@ READING_COLUMNS: tuple[str, ...] = (
     "device_id",
     "phase",
     "ts",
-    "voltage_rms",
-    "current_rms",
-    "power_watt",
-    "power_var",
-    "power_va",
-    "power_factor",
-    "voltage_thd",
-    "current_thd",
-    "energy_kwh",
+    *MEASUREMENTS,
     "energy_delta_kwh",
     "flags",
     "seq",

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Self
 
 from ems_contract import TopicKind
-from ems_platform.core.backoff import Backoff
+from ems_contract.backoff import Backoff
 from ems_platform.core.db import Pool
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.ingest.batcher import BatchWriter

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import aiomqtt
 
 from ems_contract import TopicKind, all_filter
-from ems_platform.core.backoff import Backoff
+from ems_contract.backoff import Backoff
 from ems_platform.ingest.envelope import Incoming
 from ems_platform.ingest.flow_client import FlowControlledClient
 
