@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system services EMS needs on Debian 12 (bookworm): PostgreSQL 15 with the
 # Apache-edition TimescaleDB (built from Debian's own source package, which bookworm does
-# not ship), mosquitto with its clients, and Chromium for the headless dashboard tests.
+# not ship), mosquitto with its clients and plugin headers (for the EMS auth plugin), and
+# Chromium for the headless dashboard tests.
 #
 # Idempotent and non-interactive: a second run finds everything in place, touches neither
 # apt's indexes nor the network, and finishes in a couple of seconds.
@@ -23,7 +24,7 @@ TSDB_CONTROL="/usr/share/postgresql/${PG_MAJOR}/extension/timescaledb.control"
 TRIXIE_SRC=/etc/apt/sources.list.d/ems-trixie-src.sources
 PACKAGES=(
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" dpkg-dev cmake build-essential
-    mosquitto mosquitto-clients chromium fonts-liberation
+    mosquitto mosquitto-clients mosquitto-dev libssl-dev chromium fonts-liberation
 )
 # Another installer may hold the dpkg lock (for example a parallel set-up): wait, don't fail.
 APT=(apt-get -q -y -o DPkg::Lock::Timeout=600)

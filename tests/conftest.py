@@ -4,5 +4,7 @@ pytest_plugins: list[str] = [
     "tests.support.pg",
     "tests.support.mosquitto",
     "tests.support.ems_broker",
+    "tests.support.ems_mosquitto",
+    "tests.support.brokers",
     "tests.support.platform",
 ]

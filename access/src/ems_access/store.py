@@ -319,3 +319,49 @@ async def list_tokens(conn: Executor, *, include_revoked: bool = True) -> list[T
     where = "" if include_revoked else " WHERE t.revoked_at IS NULL"
     rows = await conn.fetch(_TOKEN_INFO + where + " GROUP BY t.id ORDER BY t.created_at, t.id")
     return [_info_of(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotToken:
+    """A live token as an external enforcer (the Mosquitto plugin) needs it: hash included."""
+
+    token_hash: str
+    id: UUID
+    role: Role
+    device_id: str | None
+    expires_at: datetime | None
+    rules: tuple[AclRule, ...]
+
+
+_SNAPSHOT = f"""
+SELECT t.id, t.token_hash, t.role, t.device_id, t.expires_at, {_RULES}
+FROM tokens t LEFT JOIN acl_rules r ON r.token_id = t.id
+WHERE t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+GROUP BY t.id
+ORDER BY t.id
+"""
+
+
+async def export_snapshot(conn: Executor) -> list[SnapshotToken]:
+    """Every live (not revoked, not expired) token with its hash and ordered rules.
+
+    A token with an invalid rule is left out, as ``authenticate_hash`` refuses it.
+    """
+    tokens = []
+    for row in await conn.fetch(_SNAPSHOT):
+        try:
+            rules = _rules_of(row)
+        except InvalidRuleError:
+            logger.error("token %s has an invalid ACL rule in the database; refusing it", row["id"])
+            continue
+        tokens.append(
+            SnapshotToken(
+                token_hash=row["token_hash"],
+                id=row["id"],
+                role=row["role"],
+                device_id=row["device_id"],
+                expires_at=row["expires_at"],
+                rules=rules,
+            )
+        )
+    return tokens

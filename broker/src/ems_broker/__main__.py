@@ -25,6 +25,9 @@ configuration comes from the environment:
   EMS_MQTT_SESSION_EXPIRY    seconds an offline persistent session is kept (default 86400)
   EMS_ACCESS_CACHE_TTL       seconds a token lookup is trusted without NOTIFY (default 60)
   EMS_DB_POOL_SIZE           database connections (default 4)
+  EMS_AUTH_FAIL_LIMIT        failed logins per client address per window before that
+                             address is refused outright (default 10; 0 disables)
+  EMS_AUTH_FAIL_WINDOW       seconds the failed logins are counted over (default 60)
 options given here override the environment.
 
 clients authenticate with an EMS token as MQTT password; device tokens also need their

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from ems_access import AccessCache
+from ems_access.ratelimit import FailureLimiter
 from ems_broker.guard import SessionGuard
 from ems_broker.server import EmsBroker
 from ems_broker.settings import BrokerSettings
@@ -61,6 +62,7 @@ async def running_broker(settings: BrokerSettings) -> AsyncIterator[RunningBroke
                 max_packet=settings.mqtt_max_packet,
                 connect_timeout=settings.mqtt_connect_timeout,
                 max_queued=settings.mqtt_max_queued,
+                limiter=FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window),
             )
             await broker.start()
             try:

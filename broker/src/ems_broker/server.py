@@ -17,6 +17,9 @@ Each override names the upstream defect it closes (see broker/README.md for the 
   messages lose the retain flag they never had, and retained messages are no longer re-sent
   for every subscription of every client on each reconnect.
 - ``_retain_broadcast_message``: the offline queue of a persistent session is bounded.
+
+Failed logins are counted per client address (``ems_access.ratelimit``): an address over
+its limit is refused with CONNACK 5 before its token is even looked at.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ from amqtt.contexts import Action
 from amqtt.errors import NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import (
+    BAD_USERNAME_PASSWORD,
     IDENTIFIER_REJECTED,
     NOT_AUTHORIZED,
     SERVER_UNAVAILABLE,
     ConnackPacket,
 )
 
+from ems_access.ratelimit import FailureLimiter, log_refusal
 from ems_access.topics import is_valid_topic_name
 from ems_broker.framing import FramedReader
 from ems_broker.handler import EmsProtocolHandler, RoutedMessage
@@ -78,8 +83,10 @@ class EmsBroker(Broker):  # type: ignore[misc]
         max_packet: int,
         connect_timeout: float,
         max_queued: int,
+        limiter: FailureLimiter | None = None,
     ) -> None:
         super().__init__(config)
+        self._limiter = limiter if limiter is not None else FailureLimiter()
         self._max_packet = max_packet
         self._connect_timeout = connect_timeout
         self._max_queued = max_queued
@@ -151,6 +158,14 @@ class EmsBroker(Broker):  # type: ignore[misc]
         server: Any,
         listener_name: str,
     ) -> None:
+        address = client_session.remote_address
+        retry_after = self._limiter.blocked(address)
+        if retry_after > 0:
+            # Refused before the token is looked at, so guessing costs the guesser, not us.
+            client_session.password = None
+            log_refusal("mqtt", address, "rate limited", retry_after=retry_after)
+            await self._refuse(writer, NOT_AUTHORIZED)
+            return
         try:
             authenticated = await self._authenticate(
                 client_session, self.listeners_config[listener_name]
@@ -161,8 +176,14 @@ class EmsBroker(Broker):  # type: ignore[misc]
             return
         principal = principal_of(client_session)
         if not authenticated or principal is None:
-            await self._refuse(writer, refusal_of(client_session, NOT_AUTHORIZED))
+            code = refusal_of(client_session, NOT_AUTHORIZED)
+            if code == BAD_USERNAME_PASSWORD:
+                # Only a wrong or missing token is a guess; a valid token used with the
+                # wrong device id, or a database outage, is not.
+                self._limiter.failed(address)
+            await self._refuse(writer, code)
             return
+        self._limiter.succeeded(address)
         client_id: str = client_session.client_id
         lock = self._client_locks.setdefault(client_id, asyncio.Lock())
         async with lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ems_access.ratelimit import DEFAULT_LIMIT, DEFAULT_WINDOW_S
+
 MIB = 1024 * 1024
 # MQTT's remaining-length field cannot describe a larger packet.
 MQTT_PACKET_LIMIT = 268_435_455
@@ -36,3 +38,11 @@ class BrokerSettings(BaseSettings):
         60.0, gt=0, description="seconds a token lookup is trusted without a NOTIFY"
     )
     db_pool_size: int = Field(4, ge=2, description="database connections (one listens)")
+    auth_fail_limit: int = Field(
+        DEFAULT_LIMIT,
+        ge=0,
+        description="failed MQTT logins per client address within the window (0: no limit)",
+    )
+    auth_fail_window: float = Field(
+        DEFAULT_WINDOW_S, gt=0, description="seconds over which failed logins are counted"
+    )

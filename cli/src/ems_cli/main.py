@@ -6,11 +6,12 @@ Every option also reads an ``EMS_*`` environment variable (see README's configur
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import os
 from typing import Annotated, Any
 
 import typer
 
+from ems_cli.admin import acl_app, token_app
 from ems_cli.logs import setup_logging
 
 app = typer.Typer(
@@ -22,9 +23,11 @@ app = typer.Typer(
 device_app = typer.Typer(
     help="The Raspberry Pi agent, and the device registry.", no_args_is_help=True
 )
-token_app = typer.Typer(help="Access tokens (only their hashes are stored).", no_args_is_help=True)
 app.add_typer(device_app, name="device")
 app.add_typer(token_app, name="token")
+app.add_typer(acl_app, name="acl")
+
+BROKERS = ("amqtt", "mosquitto")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -50,6 +53,14 @@ def up(
     devices: Annotated[
         int, typer.Option("--devices", "-n", min=0, max=500, help="Simulated devices to run.")
     ] = 3,
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker",
+            envvar="EMS_BROKER",
+            help="MQTT broker to run: amqtt (built-in) or mosquitto (with the EMS plugin).",
+        ),
+    ] = "amqtt",
 ) -> None:
     """Start the whole system: database, broker, platform, dashboard and simulated devices.
 
@@ -59,8 +70,10 @@ def up(
     from ems_cli.settings import UpSettings
     from ems_cli.up import run_up
 
+    if broker not in BROKERS:
+        raise typer.BadParameter(f"choose one of {', '.join(BROKERS)}", param_hint="--broker")
     setup_logging()
-    raise typer.Exit(asyncio.run(run_up(UpSettings(), devices)))
+    raise typer.Exit(asyncio.run(run_up(UpSettings(), devices, broker=broker)))
 
 
 @app.command()
@@ -83,10 +96,26 @@ _PASS_THROUGH: dict[str, Any] = {
 
 @app.command(**_PASS_THROUGH)
 def broker(ctx: typer.Context) -> None:
-    """Run the built-in MQTT broker (amqtt with EMS token auth and ACLs). --help for more."""
+    """Run the MQTT broker: amqtt (built-in) or, with --mosquitto, Mosquitto. --help for more.
+
+    EMS_BROKER=mosquitto also selects Mosquitto (--amqtt overrides it). Both enforce EMS
+    tokens and per-token ACLs and apply token changes live.
+    """
+    args = list(ctx.args)
+    choice = os.environ.get("EMS_BROKER") or "amqtt"
+    for flag in ("--mosquitto", "--amqtt"):
+        if flag in args:
+            args.remove(flag)
+            choice = flag[2:]
+    if choice not in BROKERS:
+        raise typer.BadParameter(f"EMS_BROKER must be one of {', '.join(BROKERS)}")
+    if choice == "mosquitto":
+        from ems_broker.mosquitto.__main__ import main as mosquitto_main
+
+        raise typer.Exit(mosquitto_main(args))
     from ems_broker.__main__ import main as component_main
 
-    raise typer.Exit(component_main(ctx.args))
+    raise typer.Exit(component_main(args))
 
 
 @app.command(**_PASS_THROUGH)
@@ -129,28 +158,4 @@ def device_add(
 
     setup_logging("WARNING")
     token = asyncio.run(add_device_cmd(_database_url(database_url), device_id, name, timezone))
-    typer.echo(token)
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[
-        str, typer.Option(help="device, viewer, operator, service or admin.")
-    ] = "viewer",
-    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
-    device_id: Annotated[
-        str | None, typer.Option(help="The device a device token is bound to.")
-    ] = None,
-    expires_at: Annotated[
-        datetime | None, typer.Option(help="Expiry (ISO 8601, with offset).")
-    ] = None,
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Create a token with its role's default ACL and print it (shown only this once)."""
-    from ems_cli.admin import create_token_cmd
-
-    setup_logging("WARNING")
-    token = asyncio.run(
-        create_token_cmd(_database_url(database_url), role, label, device_id, expires_at)
-    )
     typer.echo(token)

@@ -66,13 +66,13 @@ def _child(name: str, args: list[str], env: Mapping[str, str], **kw: object) -> 
     return Child(name, [sys.executable, "-m", "ems_cli", *args], env, **kw)  # type: ignore[arg-type]
 
 
-def _banner(settings: UpSettings, dsn_shown: str, devices: list[DeviceLogin]) -> str:
+def _banner(settings: UpSettings, dsn_shown: str, devices: list[DeviceLogin], broker: str) -> str:
     h = settings.host
     lines = [
         "",
         "EMS is up.",
         f"  database   {dsn_shown}",
-        f"  MQTT       mqtt://{h}:{settings.mqtt_port}",
+        f"  MQTT       mqtt://{h}:{settings.mqtt_port}   ({broker})",
         f"  REST API   http://{h}:{settings.api_port}/api/v1   (docs: /docs)",
         f"  dashboard  http://{h}:{settings.ws_port}/",
         f"  devices    {', '.join(d.device_id for d in devices) or 'none'}",
@@ -87,7 +87,12 @@ def _banner(settings: UpSettings, dsn_shown: str, devices: list[DeviceLogin]) ->
     return "\n".join(lines)
 
 
-async def run_up(settings: UpSettings, device_count: int) -> int:
+def _broker_args(broker: str) -> list[str]:
+    # amqtt stays the default until the conformance suite's results decide otherwise.
+    return ["broker", "--mosquitto"] if broker == "mosquitto" else ["broker", "--amqtt"]
+
+
+async def run_up(settings: UpSettings, device_count: int, *, broker: str = "amqtt") -> int:
     data_dir = settings.data_dir
     # 0711: the embedded PostgreSQL runs as `postgres` when we are root and must traverse this
     # directory; secrets below it stay in 0700 directories and 0600 files.
@@ -139,6 +144,9 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
             EMS_API_PORT=str(settings.api_port),
             EMS_WS_HOST=settings.host,
             EMS_WS_PORT=str(settings.ws_port),
+            EMS_BROKER=broker,
+            # Mosquitto's config, access snapshot and persistence live with the other state.
+            EMS_MOSQUITTO_DIR=str(data_dir / "mosquitto"),
             PYTHONUNBUFFERED="1",
         )
         # The platform installs EMS_ADMIN_TOKEN itself; nothing else needs to see it.
@@ -149,7 +157,12 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
             # The platform and the dashboard reconnect to the broker by themselves, so the
             # three start together; devices follow once all three are ready.
             await supervisor.start(
-                _child("broker", ["broker"], env, ready=lambda: tcp_ready(h, settings.mqtt_port)),
+                _child(
+                    "broker",
+                    _broker_args(broker),
+                    env,
+                    ready=lambda: tcp_ready(h, settings.mqtt_port),
+                ),
                 _child(
                     "platform",
                     ["platform"],
@@ -178,7 +191,7 @@ async def run_up(settings: UpSettings, device_count: int) -> int:
         except ChildFailed as exc:
             log.error("%s; stopping everything", exc)
             return 1
-        sys.stdout.write(_banner(settings, shown, devices))
+        sys.stdout.write(_banner(settings, shown, devices, broker))
         sys.stdout.flush()
 
         stopper = asyncio.create_task(stop.wait(), name="wait-signal")

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from ems_access.ratelimit import FailureLimiter
 from ems_dashboard_ws.access_adapter import open_authenticator
 from ems_dashboard_ws.headers import SecurityHeaders
 from ems_dashboard_ws.hub import Hub
@@ -42,7 +43,8 @@ async def running(
                 tasks.create_task(refresher.run(), name="session-refresh"),
             ]
             try:
-                yield DashboardState(settings, hub, authenticator, link)
+                limiter = FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window)
+                yield DashboardState(settings, hub, authenticator, link, limiter)
             finally:
                 for task in background:
                     task.cancel()

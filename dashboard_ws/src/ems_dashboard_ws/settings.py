@@ -46,3 +46,9 @@ class DashboardSettings(BaseSettings):
         description="how often live sessions are re-checked, so revocation ends them",
     )
     retained_limit: int = Field(default=100_000, ge=1, description="retained topics remembered")
+    auth_fail_limit: int = Field(
+        default=10, ge=0, description="failed logins per client address per window (0: off)"
+    )
+    auth_fail_window: float = Field(
+        default=60.0, gt=0, description="seconds of the failed-login window"
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from starlette.requests import HTTPConnection
 
+from ems_access.ratelimit import FailureLimiter
 from ems_dashboard_ws.hub import Hub
 from ems_dashboard_ws.mqtt_link import MqttLink
 from ems_dashboard_ws.policy import Authenticator
@@ -19,6 +20,7 @@ class DashboardState:
     hub: Hub
     authenticator: Authenticator
     link: MqttLink
+    limiter: FailureLimiter = field(default_factory=FailureLimiter)
 
 
 STATE_KEY = "dashboard"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ems_access.ratelimit import log_refusal
 from ems_contract import device_filter, is_valid_device_id
 from ems_dashboard_ws import frames
-from ems_dashboard_ws.credentials import from_handshake
+from ems_dashboard_ws.credentials import PROTOCOL, from_handshake
 from ems_dashboard_ws.hub import Hub
 from ems_dashboard_ws.policy import AuthUnavailable
 from ems_dashboard_ws.session import Session
@@ -37,6 +39,10 @@ def _peer(websocket: WebSocket) -> str:
     return f"{client.host}:{client.port}" if client else "unknown"
 
 
+def _selected_subprotocol(websocket: WebSocket) -> str | None:
+    return PROTOCOL if PROTOCOL in websocket.scope.get("subprotocols", []) else None
+
+
 async def _refuse(websocket: WebSocket, subprotocol: str | None, code: int, reason: str) -> None:
     # Accept first so the browser sees a close code and reason rather than a bare HTTP 403.
     await websocket.accept(subprotocol=subprotocol)
@@ -46,6 +52,18 @@ async def _refuse(websocket: WebSocket, subprotocol: str | None, code: int, reas
 
 async def _serve(websocket: WebSocket, *, initial: str | None) -> None:
     state = get_state(websocket)
+    addr = websocket.client.host if websocket.client else None
+    retry_after = state.limiter.blocked(addr)
+    if retry_after > 0:
+        # Refused before any token is looked at; the reason tells a human when to retry.
+        log_refusal("websocket", addr, "rate limited", retry_after=retry_after)
+        await _refuse(
+            websocket,
+            _selected_subprotocol(websocket),
+            TRY_AGAIN_LATER,
+            f"too many failed logins; retry in {max(1, math.ceil(retry_after))} s",
+        )
+        return
     creds = from_handshake(
         websocket.headers.get("authorization"), websocket.scope.get("subprotocols", [])
     )
@@ -59,8 +77,11 @@ async def _serve(websocket: WebSocket, *, initial: str | None) -> None:
         await _refuse(websocket, creds.subprotocol, TRY_AGAIN_LATER, "authentication unavailable")
         return
     if policy is None:
+        state.limiter.failed(addr)
+        log_refusal("websocket", addr, "invalid token")
         await _refuse(websocket, creds.subprotocol, POLICY_VIOLATION, "invalid token")
         return
+    state.limiter.succeeded(addr)
     if initial is not None and not is_valid_device_id(initial):
         await _refuse(websocket, creds.subprotocol, POLICY_VIOLATION, "invalid device id")
         return

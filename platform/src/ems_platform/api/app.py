@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from ems_access.cache import AccessCache
+from ems_access.ratelimit import FailureLimiter
 from ems_platform.admin.tokens import install_configured_tokens
-from ems_platform.api.routes import devices, health
+from ems_platform.api.routes import devices, health, hooks, tokens
 from ems_platform.api.runtime import Runtime
 from ems_platform.core.db import open_pool
 from ems_platform.core.settings import PlatformSettings
@@ -40,7 +41,8 @@ async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool
     running = None
     if ingest:
         running = await stack.enter_async_context(build_ingest(pool, settings, metrics))
-    return Runtime(settings, pool, access, registry, running)
+    limiter = FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window)
+    return Runtime(settings, pool, access, registry, running, limiter)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -75,6 +77,9 @@ def create_app(settings: PlatformSettings, *, ingest: bool | None = None) -> Fas
     app.state.startup_error = None
     app.include_router(health.router)
     app.include_router(devices.router, prefix=API_PREFIX)
+    app.include_router(tokens.router, prefix=API_PREFIX)
+    if settings.hooks_enabled:
+        app.include_router(hooks.router)
     for error in (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     return app

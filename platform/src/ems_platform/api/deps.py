@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ems_access.ratelimit import log_refusal
 from ems_access.rules import Principal, Role
 from ems_contract import is_valid_device_id
 from ems_contract.topics import DEVICE_ID_PATTERN
@@ -37,15 +39,39 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
+def client_address(request: Request) -> str:
+    # The socket's peer: a proxy's X-Forwarded-For is not trusted, or anyone could pick the
+    # address their failures are counted under.
+    return request.client.host if request.client else "unknown"
+
+
+def _too_many(retry_after: float) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail="too many failed authentications from this address; try again later",
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )
+
+
 async def get_principal(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    addr = client_address(request)
+    # Refused before the token is even looked at: a blocked address learns nothing.
+    retry_after = runtime.limiter.blocked(addr)
+    if retry_after > 0:
+        log_refusal("rest", addr, "rate limited", retry_after=retry_after)
+        raise _too_many(retry_after)
     if credentials is None:
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     principal = await runtime.access.authenticate(credentials.credentials)
     if principal is None:
+        runtime.limiter.failed(addr)
+        log_refusal("rest", addr, "invalid, expired or revoked token")
         raise _unauthorized("invalid, expired or revoked token")
+    runtime.limiter.succeeded(addr)
     return principal
 
 
@@ -65,6 +91,7 @@ def require_role(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 
 OperatorDep = Annotated[Principal, Depends(require_role("admin", "operator"))]
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]
 
 
 def valid_device_id(device_id: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,7 +46,32 @@ class PlatformSettings(BaseSettings):
     access_cache_ttl_s: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 
-    @field_validator("service_token", "admin_token")
+    auth_fail_limit: int = Field(
+        default=10, ge=0, description="failed logins per client address per window (0: off)"
+    )
+    auth_fail_window: float = Field(
+        default=60.0, gt=0, description="seconds of the failed-login window"
+    )
+    hooks_enabled: bool = Field(
+        default=False, description="serve /mqtt/auth and /mqtt/acl for EMQX / mosquitto-go-auth"
+    )
+    hook_secret: SecretStr | None = Field(
+        default=None, description="if set, hook callers must send it as X-EMS-Hook-Secret"
+    )
+    hook_allow: str = Field(
+        default="127.0.0.1/32,::1/128",
+        description="comma-separated networks the brokers calling the hooks live in",
+    )
+
+    @field_validator("hook_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                ip_network(item.strip(), strict=False)
+        return value
+
+    @field_validator("service_token", "admin_token", "hook_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         # A guessable service or admin token opens everything: refuse it before startup.

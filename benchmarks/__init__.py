@@ -1,0 +1,1 @@
+"""EMS performance benchmarks: one command per performance goal, printing its figures."""
