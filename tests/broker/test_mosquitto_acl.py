@@ -178,9 +178,7 @@ async def test_revoked_device_last_will_is_published(
     mq_clients: Callable[..., Client],
 ) -> None:
     await db_pool.execute("INSERT INTO devices (device_id) VALUES ('dev-w')")
-    principal, device = await create_token(
-        db_pool, role="device", label="will", device_id="dev-w"
-    )
+    principal, device = await create_token(db_pool, role="device", label="will", device_id="dev-w")
     service = await mq_token("service")
     watcher = mq_clients("watcher", username="svc", password=service)
     assert await watcher.connect()

@@ -10,8 +10,8 @@ A handle has ``host``, ``port``, ``database_url``, ``logs()``, ``stop()`` and
 ``kind == "mosquitto"``, plus ``wait_synced()``: Mosquitto learns of token changes
 through a snapshot file (NOTIFY -> export -> file -> plugin reload, normally well under
 200 ms), so a test that changes tokens and must not race calls it to wait until the
-plugin runs on the database's current state. The supervisor starts Mosquitto only after the access snapshot is
-written, so "accepts TCP" means "ready".
+plugin runs on the database's current state. The supervisor starts Mosquitto only after
+the access snapshot is written, so "accepts TCP" means "ready".
 """
 
 from __future__ import annotations
