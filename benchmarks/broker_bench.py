@@ -60,6 +60,7 @@ def _default_kinds() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    default_kinds = _default_kinds()
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.broker_bench",
         description=(
@@ -78,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--brokers",
         type=_kinds,
-        default=_kinds(_default_kinds()),
-        help=f"comma list of {', '.join(KINDS)} (default: {_default_kinds()})",
+        default=_kinds(default_kinds),
+        help=f"comma list of {', '.join(KINDS)} (default here: {default_kinds})",
     )
     parser.add_argument("--messages", type=int, default=20_000, help="relay messages")
     parser.add_argument("--payload", type=int, default=600, help="relay payload bytes")
@@ -97,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "--warmup", type=int, default=100, help="sessions opened and closed before baseline"
     )
     parser.add_argument("--concurrency", type=int, default=100, help="connects in flight at once")
+    parser.add_argument(
+        "--subscribe",
+        action="store_true",
+        help="idle sessions also subscribe to ems/<id>/cmd, as the device agent does "
+        "(slow on amqtt 0.12.1: every CONNECT walks all subscriptions; see README)",
+    )
     parser.add_argument("--skip-relay", action="store_true")
     parser.add_argument("--skip-sessions", action="store_true")
     parser.add_argument(
@@ -141,7 +148,11 @@ async def _bench_one(
         async with running_broker(kind, workdir / f"{kind}-idle", dsn, credentials) as broker:
             logger.info("%s: opening up to %d idle sessions", kind, max(args.sessions))
             result["sessions"] = await measure_sessions(
-                broker, credentials, args.sessions, concurrency=args.concurrency
+                broker,
+                credentials,
+                args.sessions,
+                concurrency=args.concurrency,
+                subscribe=args.subscribe,
             )
     return result
 
@@ -183,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "sessions": args.sessions,
             "warmup": args.warmup,
             "concurrency": args.concurrency,
+            "subscribe": args.subscribe,
         },
         "results": results,
     }

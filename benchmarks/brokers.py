@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -40,8 +39,18 @@ class BrokerStartError(RuntimeError):
 
 
 def mosquitto_plugin_available() -> bool:
-    """Whether this checkout has ``ems broker --mosquitto`` yet."""
-    return importlib.util.find_spec("ems_broker.mosquitto") is not None
+    """Whether this checkout's ``ems broker`` has ``--mosquitto`` yet."""
+    try:
+        shown = subprocess.run(
+            [sys.executable, "-m", "ems_broker", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--mosquitto" in shown.stdout
 
 
 @dataclass

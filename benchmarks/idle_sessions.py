@@ -2,8 +2,9 @@
 
 Each session is what a real EMS device keeps open: MQTT 3.1.1, its device id as client id
 and username, its token as password, clean_session = 0, keepalive 60 s, a retained QoS 1
-last will on ``ems/<id>/status`` and a QoS 1 subscription to ``ems/<id>/cmd``. The packets
-are written by hand: a paho client per session would need a thread each.
+last will on ``ems/<id>/status``, and (with ``subscribe``) a QoS 1 subscription to
+``ems/<id>/cmd``. The packets are written by hand: a paho client per session would need a
+thread each.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class IdleSession:
     alive: bool = True
 
 
-async def open_session(host: str, port: int, device: Device) -> IdleSession:
+async def open_session(
+    host: str, port: int, device: Device, *, subscribe: bool = False
+) -> IdleSession:
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
@@ -87,6 +90,8 @@ async def open_session(host: str, port: int, device: Device) -> IdleSession:
             connack = await reader.readexactly(4)
             if connack[0] != 0x20 or connack[3] != 0:
                 raise SessionRefusedError(f"{device.device_id}: CONNACK {connack.hex()}")
+            if not subscribe:
+                return IdleSession(device.device_id, reader, writer)
             writer.write(subscribe_packet(f"ems/{device.device_id}/cmd"))
             await writer.drain()
             suback = await reader.readexactly(5)
@@ -108,6 +113,7 @@ class SessionPool:
     host: str
     port: int
     concurrency: int = 100
+    subscribe: bool = False
     sessions: list[IdleSession] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _watchers: set[asyncio.Task[None]] = field(default_factory=set)
@@ -126,7 +132,9 @@ class SessionPool:
         async def one(device: Device) -> None:
             async with gate:
                 try:
-                    session = await open_session(self.host, self.port, device)
+                    session = await open_session(
+                        self.host, self.port, device, subscribe=self.subscribe
+                    )
                 except SessionRefusedError as exc:
                     self.failures.append(str(exc))
                     return

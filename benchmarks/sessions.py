@@ -20,13 +20,14 @@ async def measure_sessions(
     levels: Sequence[int],
     *,
     concurrency: int,
+    subscribe: bool,
 ) -> dict[str, Any]:
     """Open sessions up to each level in turn (1,000, then 10,000 in all) on one broker.
 
     A warm-up batch first connects and leaves, so code paths and caches the first
     connections fill are in the baseline rather than charged to the measured sessions.
     """
-    warm = SessionPool(broker.host, broker.port, concurrency=concurrency)
+    warm = SessionPool(broker.host, broker.port, concurrency=concurrency, subscribe=subscribe)
     await warm.open(credentials.warmup)
     await warm.close()
     baseline = await settled_rss_kib(broker.pid)
@@ -35,7 +36,7 @@ async def measure_sessions(
         "baseline_processes": [vars(p) for p in tree_memory(broker.pid)],
         "levels": [],
     }
-    pool = SessionPool(broker.host, broker.port, concurrency=concurrency)
+    pool = SessionPool(broker.host, broker.port, concurrency=concurrency, subscribe=subscribe)
     try:
         opened = 0
         total_seconds = 0.0

@@ -74,8 +74,8 @@ class Stack:
         return "\n".join(self.output)
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["amqtt", "mosquitto"])
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     # /tmp, not pytest's 0700 tmp dirs: the embedded PostgreSQL runs as `postgres` when we are root.
     data_dir = Path(tempfile.mkdtemp(prefix="ems-e2e-", dir="/tmp"))
     os.chmod(data_dir, 0o711)  # noqa: S103 - traversable by the `postgres` user, not listable
@@ -93,7 +93,7 @@ def stack() -> Iterator[Stack]:
     env.pop("EMS_DATABASE_URL", None)
     ems = shutil.which("ems") or str(Path(sys.executable).with_name("ems"))
     process = subprocess.Popen(
-        [ems, "up", "--devices", str(len(DEVICES))],
+        [ems, "up", "--devices", str(len(DEVICES)), "--broker", request.param],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
