@@ -157,6 +157,14 @@ async def _bench_one(
     return result
 
 
+def _remove(workdir: Path) -> None:
+    # A second pass catches files a just-stopped server wrote while the first one ran.
+    for _ in range(2):
+        shutil.rmtree(workdir, ignore_errors=True)
+    if workdir.exists():
+        logger.warning("could not remove %s entirely", workdir)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = _workdir()
     started = time.monotonic()
@@ -176,7 +184,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.keep_workdir:
             logger.info("logs kept in %s", workdir)
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove(workdir)
     return {
         "benchmark": "broker",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,8 +1,8 @@
 """Starting and stopping the brokers under test as subprocesses on free loopback ports.
 
 - ``amqtt``: the built-in broker, ``python -m ems_broker``.
-- ``mosquitto``: Mosquitto with the EMS auth plugin, ``python -m ems_broker --mosquitto``
-  (the same as ``ems broker --mosquitto``).
+- ``mosquitto``: Mosquitto with the EMS auth plugin, ``ems broker --mosquitto`` (run as
+  ``python -m ems_cli broker --mosquitto``).
 - ``mosquitto-plain``: stock Mosquitto with a password file (see mosquitto_plain.py).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -39,18 +40,11 @@ class BrokerStartError(RuntimeError):
 
 
 def mosquitto_plugin_available() -> bool:
-    """Whether this checkout's ``ems broker`` has ``--mosquitto`` yet."""
+    """Whether this checkout has ``ems broker --mosquitto`` yet."""
     try:
-        shown = subprocess.run(
-            [sys.executable, "-m", "ems_broker", "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        return importlib.util.find_spec("ems_broker.mosquitto.__main__") is not None
+    except ImportError:
         return False
-    return "--mosquitto" in shown.stdout
 
 
 @dataclass
@@ -76,7 +70,7 @@ def _command(kind: str, workdir: Path, port: int, credentials: Credentials) -> l
     if kind == "amqtt":
         return [sys.executable, "-m", "ems_broker", "--log-level", "WARNING"]
     if kind == "mosquitto":
-        return [sys.executable, "-m", "ems_broker", "--mosquitto", "--log-level", "WARNING"]
+        return [sys.executable, "-m", "ems_cli", "broker", "--mosquitto", "--log-level", "WARNING"]
     if kind == "mosquitto-plain":
         config = mosquitto_plain.write_config(workdir, port, credentials)
         return [str(mosquitto_plain.MOSQUITTO), "-c", str(config)]
@@ -142,6 +136,9 @@ async def running_broker(
         "EMS_MQTT_HOST": "127.0.0.1",
         "EMS_MQTT_PORT": str(port),
         "EMS_LOG_LEVEL": "WARNING",
+        # ems broker --mosquitto keeps its config and snapshot here, not in /var/lib/ems.
+        "EMS_DATA_DIR": str(workdir / "data"),
+        "EMS_MOSQUITTO_DIR": str(workdir / "mosquitto"),
     }
     log_path = workdir / f"{kind}.log"
     with log_path.open("ab") as log:
