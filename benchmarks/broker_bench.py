@@ -226,7 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n({outcome['seconds']} s; figures in {args.json})")
     report.write_json(args.json, outcome)
     failed = [k for k, r in outcome["results"].items() if "error" in r]
-    return 1 if failed else 0
+    results = outcome["results"]
+    lossy = {k: r["relay"]["lost"] for k, r in results.items() if r.get("relay", {}).get("lost")}
+    for kind, lost in lossy.items():
+        got = args.messages - lost
+        print(f"LOSS: {kind} delivered {got:,} of {args.messages:,} QoS 1 messages")
+    for kind in failed:
+        print(f"FAILED: {kind}: {outcome['results'][kind]['error'].splitlines()[0]}")
+    # QoS 1 promises every message: a loss fails the run like a broker that did not start.
+    return 1 if failed or lossy else 0
 
 
 if __name__ == "__main__":
