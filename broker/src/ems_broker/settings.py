@@ -29,7 +29,10 @@ class BrokerSettings(BaseSettings):
         10.0, gt=0, description="seconds a new connection may take to send its CONNECT"
     )
     mqtt_max_queued: int = Field(
-        1000, ge=1, description="messages kept per offline persistent session (oldest dropped)"
+        100_000,
+        ge=1,
+        description="QoS 1 messages queued per session beyond those in flight (the ingest's "
+        "backlog while the database is down); past it the oldest are dropped and logged",
     )
     mqtt_session_expiry: int = Field(
         86_400, ge=1, description="seconds an offline persistent session is kept"

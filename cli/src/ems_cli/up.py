@@ -92,7 +92,7 @@ def _broker_args(broker: str) -> list[str]:
     return ["broker", "--mosquitto"] if broker == "mosquitto" else ["broker", "--amqtt"]
 
 
-async def run_up(settings: UpSettings, device_count: int, *, broker: str = "amqtt") -> int:
+async def run_up(settings: UpSettings, device_count: int, *, broker: str) -> int:
     data_dir = settings.data_dir
     # 0711: the embedded PostgreSQL runs as `postgres` when we are root and must traverse this
     # directory; secrets below it stay in 0700 directories and 0600 files.

@@ -37,6 +37,10 @@ def render_config(settings: MosquittoSettings, paths: MosquittoPaths, port: int)
         f"listener {port} {settings.mqtt_host}",
         f"max_packet_size {settings.mqtt_max_packet}",
         f"max_keepalive {settings.mqtt_max_keepalive}",
+        # Queue depth per client: the platform's ingest holds back PUBACKs while the database
+        # is down, and the broker must keep that backlog rather than drop it.
+        f"max_queued_messages {settings.mqtt_max_queued}",
+        f"persistent_client_expiration {math.ceil(settings.mqtt_session_expiry / 3600)}h",
         "persistence true",
         f"persistence_location {paths.state_dir}/",
         "autosave_interval 60",

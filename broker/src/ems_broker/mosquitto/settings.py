@@ -41,6 +41,16 @@ class MosquittoSettings(BaseSettings):
     mqtt_max_keepalive: int = Field(
         65535, ge=10, le=65535, description="largest keepalive a client may ask for, seconds"
     )
+    mqtt_max_queued: int = Field(
+        100_000,
+        ge=1,
+        description="QoS 1 messages queued per client beyond those in flight (Mosquitto's "
+        "max_queued_messages; its default of 1000 drops messages a slow subscriber has not "
+        "read yet, after the publisher got its PUBACK)",
+    )
+    mqtt_session_expiry: int = Field(
+        86_400, ge=3600, description="seconds an offline persistent session is kept"
+    )
     data_dir: Path = Field(default_factory=_default_data_dir, description="EMS state directory")
     mosquitto_dir: Path | None = Field(
         None,
