@@ -45,9 +45,13 @@ class Credentials:
 
 
 @asynccontextmanager
-async def throwaway_database(data_dir: Path) -> AsyncIterator[str]:
-    """A migrated, non-durable cluster in `data_dir`; yields its DSN, stops it afterwards."""
-    async with LocalCluster(data_dir, durable=False) as cluster:
+async def throwaway_database(data_dir: Path, *, durable: bool = False) -> AsyncIterator[str]:
+    """A migrated cluster in `data_dir`; yields its DSN, stops it afterwards.
+
+    Non-durable by default (fsync off: fine for broker figures); a benchmark of commits
+    needs ``durable=True``.
+    """
+    async with LocalCluster(data_dir, durable=durable) as cluster:
         await migrate(cluster.dsn())
         yield cluster.dsn()
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from ems_platform.ingest.batcher import STORE_REJECTED, BatchWriter
-from ems_platform.ingest.deltas import DeltaTracker
 from ems_platform.ingest.envelope import Envelope, Incoming, Verdict
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.memory_store import MemoryReadingStore
@@ -22,7 +21,7 @@ LONG = 3600.0  # a flush interval no test waits for
 
 
 def envelopes(n: int, *, device: str = "d1", phases: tuple[str, ...] = ("A",)) -> list[Envelope]:
-    judge = Judge(DeltaTracker())
+    judge = Judge()
     topic = f"ems/{device}/telemetry"
     return [judge.judge(Incoming(topic, encode(sample(i, phases=phases)), NOW)) for i in range(n)]
 

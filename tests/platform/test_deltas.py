@@ -1,4 +1,4 @@
-"""Reset-aware energy deltas (pure logic)."""
+"""The quality rules of one reading against its predecessor (pure logic)."""
 
 from __future__ import annotations
 
@@ -6,72 +6,35 @@ from datetime import timedelta
 
 import pytest
 
-from ems_platform.ingest.deltas import DeltaTracker, Previous
+from ems_platform.ingest.deltas import Point, QualityRules, derive, own_flags
 from tests.platform.payloads import BASE_TS
 
-
-def at(seconds: int):  # type: ignore[no-untyped-def]
-    return BASE_TS + timedelta(seconds=seconds)
+RULES = QualityRules(max_kw=100, clock_skew_s=300)
 
 
-def test_first_reading_then_deltas() -> None:
-    tracker = DeltaTracker()
-    first = tracker.observe("d1", "A", at(0), 10.0, "b", 0)
-    assert first.energy_delta_kwh is None
-    assert first.flags == ("first_reading",)
-    second = tracker.observe("d1", "A", at(1), 10.25, "b", 1)
-    assert second.energy_delta_kwh == pytest.approx(0.25)
-    assert second.flags == ()
+def point(seconds: int, energy: float, seq: int, boot: str = "b") -> Point:
+    return Point(BASE_TS + timedelta(seconds=seconds), energy, boot, seq)
 
 
-def test_phases_and_devices_are_independent() -> None:
-    tracker = DeltaTracker()
-    tracker.observe("d1", "A", at(0), 10.0, "b", 0)
-    assert tracker.observe("d1", "B", at(1), 50.0, "b", 1).flags == ("first_reading",)
-    assert tracker.observe("d2", "A", at(1), 50.0, "b", 1).flags == ("first_reading",)
+def test_first_reading_has_no_delta() -> None:
+    first = derive(None, point(0, 10.0, 0), RULES)
+    assert first.energy_delta_kwh is None and first.flags == ("first_reading",)
 
 
-def test_counter_decrease_is_a_reset_with_null_delta() -> None:
-    tracker = DeltaTracker()
-    tracker.observe("d1", "A", at(0), 10.0, "b", 0)
-    reset = tracker.observe("d1", "A", at(1), 0.5, "b2", 0)
-    assert reset.energy_delta_kwh is None
-    assert reset.flags == ("counter_reset",)
-    after = tracker.observe("d1", "A", at(2), 0.75, "b2", 1)
-    assert after.energy_delta_kwh == pytest.approx(0.25)
+def test_delta_gap_reset_and_jump_combine() -> None:
+    previous = point(0, 10.0, 0)
+    assert derive(previous, point(60, 10.5, 1), RULES).energy_delta_kwh == pytest.approx(0.5)
+    reset = derive(previous, point(60, 1.0, 3), RULES)
+    assert reset.energy_delta_kwh is None and reset.flags == ("counter_reset", "gap")
+    jump = derive(previous, point(36, 11.1, 1), RULES)
+    assert jump.flags == ("suspicious_jump",) and jump.energy_delta_kwh == pytest.approx(1.1)
+    assert derive(previous, point(60, 10.5, 9, boot="other"), RULES).flags == ()
 
 
-def test_late_sample_is_flagged_and_does_not_move_the_baseline() -> None:
-    tracker = DeltaTracker()
-    tracker.observe("d1", "A", at(10), 10.0, "b", 10)
-    late = tracker.observe("d1", "A", at(5), 9.0, "b", 5)
-    assert late.energy_delta_kwh is None
-    assert late.flags == ("out_of_order",)
-    assert tracker.observe("d1", "A", at(11), 10.5, "b", 11).energy_delta_kwh == pytest.approx(0.5)
-
-
-def test_redelivery_has_no_delta_and_no_flag() -> None:
-    tracker = DeltaTracker()
-    tracker.observe("d1", "A", at(0), 10.0, "b", 0)
-    tracker.observe("d1", "A", at(1), 11.0, "b", 1)
-    again = tracker.observe("d1", "A", at(1), 11.0, "b", 1)
-    assert again.energy_delta_kwh is None
-    assert again.flags == ()
-
-
-def test_seeded_device_continues_from_the_database() -> None:
-    tracker = DeltaTracker()
-    assert not tracker.is_seeded("d1")
-    tracker.seed("d1", {"A": Previous(at(0), 10.0, "b", 0)})
-    assert tracker.is_seeded("d1")
-    delta = tracker.observe("d1", "A", at(1), 10.5, "b", 1)
-    assert delta.energy_delta_kwh == pytest.approx(0.5)
-    assert tracker.observe("d1", "B", at(1), 3.0, "b", 1).flags == ("first_reading",)
-
-
-def test_forget_drops_state() -> None:
-    tracker = DeltaTracker()
-    tracker.seed("d1", {"A": Previous(at(0), 10.0, "b", 0)})
-    tracker.forget("d1")
-    assert not tracker.is_seeded("d1")
-    assert tracker.observe("d1", "A", at(1), 10.5, "b", 1).flags == ("first_reading",)
+def test_own_flags() -> None:
+    received = BASE_TS
+    assert own_flags(BASE_TS + timedelta(seconds=300), received, late=False, rules=RULES) == set()
+    assert own_flags(BASE_TS + timedelta(seconds=301), received, late=True, rules=RULES) == {
+        "future_timestamp",
+        "out_of_order",
+    }

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ems_platform.ingest.deltas import DeltaTracker
 from ems_platform.ingest.envelope import Envelope, Incoming, MessageKind, Verdict
 from ems_platform.ingest.judge import Judge
 from tests.platform.payloads import BASE_TS, encode, sample
@@ -17,7 +16,7 @@ NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 def judge(topic: str, payload: bytes, judge_: Judge | None = None) -> Envelope:
-    return (judge_ or Judge(DeltaTracker())).judge(Incoming(topic, payload, NOW))
+    return (judge_ or Judge()).judge(Incoming(topic, payload, NOW))
 
 
 def test_good_sample_gives_one_row_per_phase() -> None:
@@ -25,7 +24,9 @@ def test_good_sample_gives_one_row_per_phase() -> None:
     assert env.kind is MessageKind.TELEMETRY
     assert env.device_id == "dev1"
     assert [r.phase for r in env.rows] == ["A", "B", "C"]
-    assert all(r.ts == BASE_TS and r.flags == ("first_reading",) for r in env.rows)
+    # Deltas and flags need what is stored: the store computes them, not the judge.
+    assert all(r.ts == BASE_TS and r.flags == () for r in env.rows)
+    assert all(r.energy_delta_kwh is None for r in env.rows)
     assert env.problems == []
     assert env.verdict(stored=3) is Verdict.ACCEPTED
     assert env.verdict(stored=0) is Verdict.DUPLICATE
@@ -99,12 +100,10 @@ def test_epoch_milliseconds_are_accepted() -> None:
     assert judge("ems/dev1/telemetry", encode(sample(ts=millis))).rows[0].ts == BASE_TS
 
 
-def test_batch_samples_get_deltas_in_time_order() -> None:
+def test_batch_samples_come_out_in_time_order() -> None:
     payload = encode({"v": 1, "samples": [sample(2, energy=100), sample(1, energy=100)]})
     rows = [r for r in judge("ems/dev1/telemetry", payload).rows if r.phase == "A"]
     assert [r.seq for r in rows] == [1, 2]
-    assert rows[0].flags == ("first_reading",)
-    assert rows[1].energy_delta_kwh == pytest.approx(0.01)
 
 
 def test_status_online_and_last_will() -> None:

@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 from ems_platform.admin.devices import add_device, get_device
 from ems_platform.core.db import Pool
 from ems_platform.ingest.batcher import STORE_REJECTED, BatchWriter
-from ems_platform.ingest.deltas import DeltaTracker
 from ems_platform.ingest.envelope import Envelope, Incoming
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.metrics import IngestMetrics
@@ -35,7 +34,7 @@ async def raw_events(pool: Pool) -> list[dict[str, object]]:
 
 
 async def test_good_sample_lands_one_row_per_phase_and_an_accepted_event(pool: Pool) -> None:
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     payload = encode(sample())
     assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [3]
     rows = await pool.fetch("SELECT * FROM energy_readings ORDER BY phase")
@@ -48,7 +47,7 @@ async def test_good_sample_lands_one_row_per_phase_and_an_accepted_event(pool: P
 
 
 async def test_bad_sample_in_batch_is_quarantined_with_index_and_reason(pool: Pool) -> None:
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     bad = sample(1)
     bad["phases"]["B"]["power_factor"] = 3.0
     env = judged(judge, "ems/dev1/telemetry", encode({"v": 1, "samples": [sample(0), bad]}))
@@ -61,7 +60,7 @@ async def test_bad_sample_in_batch_is_quarantined_with_index_and_reason(pool: Po
 
 
 async def test_malformed_payload_is_quarantined_and_the_next_sample_stored(pool: Pool) -> None:
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     batch = [
         judged(judge, "ems/dev1/telemetry", b'{"v": 1, "ts": '),
         judged(judge, "ems/dev1/telemetry", encode(sample(5))),
@@ -76,7 +75,7 @@ async def test_malformed_payload_is_quarantined_and_the_next_sample_stored(pool:
 
 
 async def test_redelivery_is_a_duplicate_not_stored_twice(pool: Pool) -> None:
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     payload = encode(sample())
     assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [3]
     assert await store.write([judged(judge, "ems/dev1/telemetry", payload)]) == [0]
@@ -89,26 +88,25 @@ async def test_redelivery_is_a_duplicate_not_stored_twice(pool: Pool) -> None:
     assert verdicts == ["accepted", "duplicate", "accepted", "duplicate"]
 
 
-async def test_deltas_are_stored_and_seeded_from_the_database(pool: Pool) -> None:
+async def test_deltas_are_taken_against_the_database(pool: Pool) -> None:
     store = PgReadingStore(pool)
-    judge = Judge(DeltaTracker())
+    judge = Judge()
     await store.write([judged(judge, "ems/dev1/telemetry", encode(sample(0, energy=10)))])
-    # A new process: its tracker is seeded from what the first one stored.
-    tracker = DeltaTracker()
-    tracker.seed("dev1", await store.latest("dev1"))
-    env = judged(Judge(tracker), "ems/dev1/telemetry", encode(sample(60, energy=10)))
-    await store.write([env])
-    delta = await pool.fetchval(
-        "SELECT energy_delta_kwh FROM energy_readings WHERE phase = 'A' AND seq = 60"
+    # A new process (fresh store and judge) takes the delta against what is stored
+    # (seq 0 -> 60 in one boot: a gap).
+    env = judged(Judge(), "ems/dev1/telemetry", encode(sample(60, energy=10)))
+    await PgReadingStore(pool).write([env])
+    row = await pool.fetchrow(
+        "SELECT ts, energy_delta_kwh, flags FROM energy_readings WHERE phase = 'A' AND seq = 60"
     )
-    assert delta == pytest.approx(0.6)
-    latest = await store.latest("dev1")
-    assert latest["A"].ts == BASE_TS + timedelta(seconds=60) and latest["A"].seq == 60
+    assert row is not None
+    assert row["energy_delta_kwh"] == pytest.approx(0.6) and row["flags"] == ["gap"]
+    assert row["ts"] == BASE_TS + timedelta(seconds=60)
 
 
 async def test_status_updates_the_device_and_stale_status_does_not(pool: Pool) -> None:
     await add_device(pool, "dev1")
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     online = {"v": 1, "state": "online", "ts": "2026-11-22T08:00:00Z", "boot": "b", "backlog": 2}
     await store.write([judged(judge, "ems/dev1/status", encode(online))])
     device = await get_device(pool, "dev1")
@@ -130,7 +128,7 @@ async def test_status_updates_the_device_and_stale_status_does_not(pool: Pool) -
 
 async def test_telemetry_updates_last_seen(pool: Pool) -> None:
     await add_device(pool, "dev1")
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     later = NOW + timedelta(minutes=5)
     await store.write([judged(judge, "ems/dev1/telemetry", encode(sample()), later)])
     device = await get_device(pool, "dev1")
@@ -145,7 +143,7 @@ async def test_ack_updates_the_command(pool: Pool) -> None:
         " VALUES ($1, 'dev1', 'ping', 'delivered')",
         cid,
     )
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     ack = {"v": 1, "id": str(cid), "status": "ok", "ts": "2026-11-22T08:00:01Z", "result": {"a": 1}}
     await store.write([judged(judge, "ems/dev1/cmd/ack", encode(ack))])
     row = await pool.fetchrow("SELECT state, acked_at, result FROM commands WHERE id = $1", cid)
@@ -155,7 +153,7 @@ async def test_ack_updates_the_command(pool: Pool) -> None:
 
 async def test_refused_message_is_isolated_and_quarantined(pool: Pool) -> None:
     await add_device(pool, "dev1")
-    store, judge = PgReadingStore(pool), Judge(DeltaTracker())
+    store, judge = PgReadingStore(pool), Judge()
     # PostgreSQL's jsonb cannot hold \u0000, so the database refuses this status outright.
     poison = judged(judge, "ems/dev1/status", b'{"v":1,"state":"online","agent":"a\\u0000b"}')
     good = judged(judge, "ems/dev1/telemetry", encode(sample()))

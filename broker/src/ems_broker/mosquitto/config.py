@@ -40,6 +40,9 @@ def render_config(settings: MosquittoSettings, paths: MosquittoPaths, port: int)
         # Queue depth per client: the platform's ingest holds back PUBACKs while the database
         # is down, and the broker must keep that backlog rather than drop it.
         f"max_queued_messages {settings.mqtt_max_queued}",
+        # The ingest PUBACKs a message only after its batch committed: with Mosquitto's
+        # default of 20 unacked messages per client one commit could carry only 20.
+        f"max_inflight_messages {settings.mqtt_max_inflight}",
         f"persistent_client_expiration {math.ceil(settings.mqtt_session_expiry / 3600)}h",
         "persistence true",
         f"persistence_location {paths.state_dir}/",

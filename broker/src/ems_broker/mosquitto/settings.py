@@ -48,6 +48,15 @@ class MosquittoSettings(BaseSettings):
         "max_queued_messages; its default of 1000 drops messages a slow subscriber has not "
         "read yet, after the publisher got its PUBACK)",
     )
+    mqtt_max_inflight: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="QoS 1 messages sent to a client and not yet acknowledged (Mosquitto's "
+        "max_inflight_messages, default 20). The platform acknowledges only after its "
+        "database commit, so this caps how much one commit can carry: keep it at least twice "
+        "EMS_INGEST_BATCH_ROWS",
+    )
     mqtt_session_expiry: int = Field(
         86_400, ge=3600, description="seconds an offline persistent session is kept"
     )

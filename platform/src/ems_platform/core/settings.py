@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
+from typing import Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ems_access.tokens import MIN_TOKEN_LENGTH, is_strong_token
@@ -39,7 +40,30 @@ class PlatformSettings(BaseSettings):
         default=1000, ge=2, description="messages held before the MQTT socket is paused"
     )
     ingest_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    ingest_shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="subscribe through $share/<group>/ so N ingest workers split the load "
+        "(Mosquitto; amqtt has no shared subscriptions); each worker needs its own "
+        "EMS_INGEST_CLIENT_ID",
+    )
+    broker: str = Field(
+        default="mosquitto",
+        pattern=r"^(mosquitto|amqtt|other)$",
+        description="which broker the ingest reads (EMS_BROKER): amqtt refuses a shared group",
+    )
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    quality_max_kw: float = Field(
+        default=2000.0,
+        gt=0,
+        description="suspicious_jump when a counter step implies more than this average "
+        "power (kWh per hour between the two samples), so long gaps do not false-alarm",
+    )
+    quality_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="future_timestamp when a sample's ts is this far past its arrival",
+    )
 
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
@@ -62,6 +86,16 @@ class PlatformSettings(BaseSettings):
         default="127.0.0.1/32,::1/128",
         description="comma-separated networks the brokers calling the hooks live in",
     )
+
+    @model_validator(mode="after")
+    def _shared_needs_share(self) -> Self:
+        # amqtt takes "$share/..." as a plain filter that matches nothing: silent data loss.
+        if self.ingest_shared_group and self.broker == "amqtt":
+            raise ValueError(
+                "EMS_INGEST_SHARED_GROUP needs shared subscriptions, which amqtt lacks; "
+                "run one ingest worker with amqtt"
+            )
+        return self
 
     @field_validator("hook_allow")
     @classmethod

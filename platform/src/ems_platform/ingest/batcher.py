@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ems_contract.backoff import Backoff
-from ems_platform.ingest.envelope import Envelope, Problem
+from ems_platform.ingest.envelope import AckHandle, Envelope, Problem
 from ems_platform.ingest.metrics import IngestMetrics
 from ems_platform.ingest.store import BatchRejectedError, ReadingStore, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 STORE_REJECTED = "store_rejected"
+
+#: Called with the ack handles of messages whose transaction has committed (or which were
+#: given up as unrecordable), in arrival order; only then may they be acked to the broker.
+OnCommitted = Callable[[Sequence[AckHandle]], None]
+
+
+def _no_acks(handles: Sequence[AckHandle]) -> None:
+    del handles
 
 
 def quarantined(envelope: Envelope, error: str) -> Envelope:
@@ -42,8 +50,10 @@ class BatchWriter:
         max_rows: int,
         flush_interval: float,
         retry_cap: float = 30.0,
+        on_committed: OnCommitted = _no_acks,
     ) -> None:
         self._store = store
+        self.on_committed = on_committed
         self._metrics = metrics
         self._max_rows = max_rows
         self._interval = flush_interval
@@ -140,7 +150,13 @@ class BatchWriter:
             self._backoff.reset()
             self._metrics.committed(batch, stored, time.monotonic() - started)
             self.committed_batches += 1
+            self._acknowledge(batch)
             return
+
+    def _acknowledge(self, batch: Sequence[Envelope]) -> None:
+        handles = [env.incoming.ack for env in batch if env.incoming.ack is not None]
+        if handles:
+            self.on_committed(handles)
 
     async def _split(self, batch: Sequence[Envelope], exc: BatchRejectedError) -> None:
         """Find the poison message by committing one at a time; quarantine it, keep the rest."""
@@ -156,5 +172,7 @@ class BatchWriter:
         if envelope.problems and envelope.problems[0].reason == STORE_REJECTED:
             # Even the bare audit row was refused; nothing more can be kept of it.
             log.error("dropping a message the database refuses to record at all")
+            # Redelivery could only fail the same way; let the broker forget it.
+            self._acknowledge(batch)
             return
         await self._commit([quarantined(envelope, str(exc))])

@@ -1,17 +1,43 @@
-"""Reset-aware energy deltas: each reading against the previous one of its device and phase."""
+"""The quality rules of one reading against its predecessor (pure; no state, no I/O).
+
+Which reading is the predecessor is decided elsewhere (``quality.plan_batch``, against the
+database inside the batch's transaction), so these rules stay exact however samples are
+batched, split across workers or redelivered after a restart.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ems_platform.ingest.envelope import Flag
 
+#: Flags that describe the reading itself (its arrival, its clock) and never change once
+#: stored; every other flag is derived from the predecessor and is recomputed with it.
+OWN_FLAGS = frozenset({Flag.OUT_OF_ORDER.value, Flag.FUTURE_TIMESTAMP.value})
+_ORDER = {flag.value: n for n, flag in enumerate(Flag)}
+
 
 @dataclass(frozen=True, slots=True)
-class Previous:
-    """The newest stored (or about to be stored) reading of one device and phase."""
+class QualityRules:
+    """Tolerances of the quality flags (``EMS_QUALITY_MAX_KW``, ``EMS_QUALITY_CLOCK_SKEW_S``).
+
+    ``max_kw`` bounds the *average power* a counter step implies (kWh per hour between the
+    two samples), not the step itself: a device that was offline for a day may legitimately
+    report a large step, but no 3-phase meter draws 2 MW.
+    """
+
+    max_kw: float = 2000.0
+    clock_skew_s: float = 300.0
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """What the rules look at in a reading."""
 
     ts: datetime
     energy_kwh: float
@@ -25,48 +51,33 @@ class Delta:
     flags: tuple[str, ...]
 
 
-class DeltaTracker:
-    """Keeps the newest reading per (device, phase) in memory.
+def ordered(flags: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """Flags in one canonical order, so equal sets compare and store equal."""
+    return tuple(sorted(flags, key=lambda f: (_ORDER.get(f, len(_ORDER)), f)))
 
-    Each device is seeded from the database the first time it is seen (see ``seed``), so a
-    restart does not flag every device's next sample as a first reading.
-    """
 
-    def __init__(self) -> None:
-        self._previous: dict[tuple[str, str], Previous] = {}
-        self._seeded: set[str] = set()
+def derive(previous: Point | None, current: Point, rules: QualityRules) -> Delta:
+    """Delta and derived flags of ``current`` given the reading just before it by ``ts``."""
+    if previous is None:
+        return Delta(None, (Flag.FIRST_READING.value,))
+    flags: set[str] = set()
+    if current.boot == previous.boot and current.seq > previous.seq + 1:
+        flags.add(Flag.GAP.value)
+    if current.energy_kwh < previous.energy_kwh:
+        # A lower counter means the meter was reset or replaced, whatever boot says.
+        flags.add(Flag.COUNTER_RESET.value)
+        return Delta(None, ordered(flags))
+    delta = current.energy_kwh - previous.energy_kwh
+    hours = (current.ts - previous.ts).total_seconds() / 3600
+    if hours > 0 and delta / hours > rules.max_kw:
+        flags.add(Flag.SUSPICIOUS_JUMP.value)
+    return Delta(delta, ordered(flags))
 
-    def is_seeded(self, device_id: str) -> bool:
-        return device_id in self._seeded
 
-    def seed(self, device_id: str, latest: Mapping[str, Previous]) -> None:
-        for phase, previous in latest.items():
-            current = self._previous.get((device_id, phase))
-            if current is None or previous.ts > current.ts:
-                self._previous[(device_id, phase)] = previous
-        self._seeded.add(device_id)
-
-    def forget(self, device_id: str) -> None:
-        """Drop a device (deleted, or its seed is suspect) so it is seeded again."""
-        self._seeded.discard(device_id)
-        for key in [k for k in self._previous if k[0] == device_id]:
-            del self._previous[key]
-
-    def observe(
-        self, device_id: str, phase: str, ts: datetime, energy_kwh: float, boot: str, seq: int
-    ) -> Delta:
-        key = (device_id, phase)
-        previous = self._previous.get(key)
-        if previous is None:
-            self._previous[key] = Previous(ts, energy_kwh, boot, seq)
-            return Delta(None, (Flag.FIRST_READING.value,))
-        if ts == previous.ts:
-            # A redelivery; the unique key turns it into a counted duplicate.
-            return Delta(None, ())
-        if ts < previous.ts:
-            # Late arrival: its delta needs both neighbours, which a later pass recomputes.
-            return Delta(None, (Flag.OUT_OF_ORDER.value,))
-        self._previous[key] = Previous(ts, energy_kwh, boot, seq)
-        if energy_kwh < previous.energy_kwh:
-            return Delta(None, (Flag.COUNTER_RESET.value,))
-        return Delta(energy_kwh - previous.energy_kwh, ())
+def own_flags(ts: datetime, received_at: datetime, *, late: bool, rules: QualityRules) -> set[str]:
+    flags = set()
+    if late:
+        flags.add(Flag.OUT_OF_ORDER.value)
+    if ts > received_at + rules.clock_skew:
+        flags.add(Flag.FUTURE_TIMESTAMP.value)
+    return flags

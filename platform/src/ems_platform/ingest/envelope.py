@@ -6,7 +6,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from ems_contract import MEASUREMENTS
@@ -27,6 +27,9 @@ class Flag(enum.StrEnum):
     FIRST_READING = "first_reading"
     COUNTER_RESET = "counter_reset"
     OUT_OF_ORDER = "out_of_order"
+    SUSPICIOUS_JUMP = "suspicious_jump"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    GAP = "gap"
 
 
 class MessageKind(enum.StrEnum):
@@ -36,14 +39,23 @@ class MessageKind(enum.StrEnum):
     OTHER = "other"
 
 
+#: Whatever the source needs to acknowledge a message to the broker once it is durable
+#: (for paho: the message id). Opaque to the judge, the batcher and the store.
+AckHandle: TypeAlias = object
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """A message as the broker delivered it, stamped when the platform read it."""
+    """A message as the broker delivered it, stamped when the platform read it.
+
+    ``ack`` is None for messages that need no acknowledgement (QoS 0, tests).
+    """
 
     topic: str
     payload: bytes
     received_at: datetime
     retained: bool = False
+    ack: AckHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +65,16 @@ class Problem:
     reason: str
     detail: str
     index: int | None = None
+    #: Machine-readable specifics merged into the audit row's detail (e.g. a conflict's key).
+    extra: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "detail": self.detail, "index": self.index}
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "index": self.index,
+            **(self.extra or {}),
+        }
 
 
 #: Column order of a reading row, shared by the staging table and COPY.
@@ -134,6 +153,14 @@ class Envelope:
     problems: list[Problem] = field(default_factory=list)
     status: StatusUpdate | None = None
     ack: AckUpdate | None = None
+    #: Rows refused at write time because their key is stored with other values. Set (not
+    #: appended) by the store on every write attempt, so a retried batch stays right.
+    conflicts: list[Problem] = field(default_factory=list)
+
+    @property
+    def rejections(self) -> list[Problem]:
+        """Everything refused of this message: by the judge, then by the store."""
+        return [*self.problems, *self.conflicts]
 
     @property
     def weight(self) -> int:
@@ -142,17 +169,20 @@ class Envelope:
 
     def verdict(self, stored: int) -> Verdict:
         """The verdict once ``stored`` of this envelope's rows were new to the database."""
-        if self.problems:
-            return Verdict.PARTIAL if self.rows else Verdict.QUARANTINED
+        if self.problems or self.conflicts:
+            kept = len(self.rows) > len(self.conflicts)
+            return Verdict.PARTIAL if kept else Verdict.QUARANTINED
         if self.rows and stored == 0:
             return Verdict.DUPLICATE
         return Verdict.ACCEPTED
 
     @property
     def reason(self) -> str | None:
-        return self.problems[0].reason if self.problems else None
+        rejections = self.rejections
+        return rejections[0].reason if rejections else None
 
     def detail_json(self) -> str | None:
-        if not self.problems:
+        rejections = self.rejections
+        if not rejections:
             return None
-        return json.dumps([p.as_json() for p in self.problems])
+        return json.dumps([p.as_json() for p in rejections])

@@ -1,10 +1,12 @@
 """An aiomqtt client whose socket reads pause while its message queue is full.
 
-aiomqtt's own bound (``max_queued_incoming_messages``) *discards* messages that paho has
-already acknowledged, which loses data; leaving it unbounded lets a slow database turn into
-unbounded memory. Instead, above a high-water mark we stop reading the socket: TCP flow
-control then holds messages back at the broker, which still owns them (not yet PUBACKed).
-Below the low-water mark reading resumes.
+aiomqtt's own bound (``max_queued_incoming_messages``) *discards* messages, which a full
+queue would then have to wait for as redeliveries; leaving it unbounded lets a slow
+database turn into unbounded memory. With ack-after-commit the broker's in-flight window
+(Mosquitto's ``max_inflight_messages``) already bounds what it sends us, but not every
+broker has one (amqtt does not). So above a high-water mark we stop reading the socket: TCP
+flow control then holds messages back at the broker, which still owns them (not yet
+PUBACKed). Below the low-water mark reading resumes.
 
 This reaches into aiomqtt 2.x internals (pinned ``<3``): the socket-open hook and the queue.
 """
@@ -67,6 +69,13 @@ class FlowControlledClient(aiomqtt.Client):
             return self._queue.get_nowait()
         except asyncio.QueueEmpty:
             return None
+
+    def discard_queued(self) -> int:
+        """Forget what a lost link left in the queue (unacknowledged, so the broker keeps it)."""
+        dropped = self._queue.qsize()
+        while self.take_nowait() is not None:
+            pass
+        return dropped
 
     def pause_reading(self) -> None:
         if self.paused:

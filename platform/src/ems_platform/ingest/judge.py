@@ -20,7 +20,6 @@ from ems_contract import (
     parse_telemetry,
     parse_topic,
 )
-from ems_platform.ingest.deltas import DeltaTracker
 from ems_platform.ingest.envelope import (
     AckUpdate,
     Envelope,
@@ -48,10 +47,8 @@ def topic_device(topic: str) -> tuple[str, TopicKind] | None:
 
 
 class Judge:
-    """Pure and synchronous: the only state it touches is the delta tracker."""
-
-    def __init__(self, deltas: DeltaTracker) -> None:
-        self.deltas = deltas
+    """Pure and synchronous, no state: deltas and quality flags need what is stored, so the
+    store computes them inside the batch's transaction (``quality.plan_batch``)."""
 
     def judge(self, incoming: Incoming) -> Envelope:
         parsed = topic_device(incoming.topic)
@@ -79,7 +76,7 @@ class Judge:
         verdict = parse_telemetry(device_id, incoming.payload)
         envelope = Envelope(incoming, MessageKind.TELEMETRY, device_id)
         envelope.problems = [_problem(r) for r in verdict.rejected]
-        # Oldest first, so each delta is taken against its real predecessor.
+        # Oldest first: a replayed backlog is then not "late" against itself.
         samples = sorted((s.normalized() for s in verdict.samples), key=lambda s: s.ts)
         for sample in samples:
             envelope.rows.extend(self._rows(device_id, sample, incoming))
@@ -89,17 +86,14 @@ class Judge:
         rows = []
         for phase, reading in sorted(sample.phases.items()):
             values = tuple(float(getattr(reading, name)) for name in MEASUREMENTS)
-            delta = self.deltas.observe(
-                device_id, phase, sample.ts, reading.energy_kwh, sample.boot, sample.seq
-            )
             rows.append(
                 ReadingRow(
                     device_id=device_id,
                     phase=phase,
                     ts=sample.ts,
                     values=values,
-                    energy_delta_kwh=delta.energy_delta_kwh,
-                    flags=delta.flags,
+                    energy_delta_kwh=None,
+                    flags=(),
                     seq=sample.seq,
                     boot=sample.boot,
                     received_at=incoming.received_at,

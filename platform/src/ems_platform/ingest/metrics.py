@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ems_platform.ingest.acks import Acknowledger
 from ems_platform.ingest.envelope import Envelope, MessageKind, Verdict
 
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -59,8 +60,26 @@ class IngestMetrics:
             "1 while MQTT reads are paused for backpressure",
             registry=registry,
         )
+        self.unacked = Gauge(
+            "ems_ingest_unacked",
+            "messages delivered on the current MQTT connection, not yet committed and acked",
+            registry=registry,
+        )
+        self.acks = Gauge(
+            "ems_ingest_acks",
+            "PUBACKs sent after commit (sent: on the delivering connection; stale: that "
+            "connection was gone, so the broker redelivers and the copy counts as a duplicate)",
+            ["result"],
+            registry=registry,
+        )
         for kind in MessageKind:
             self.messages.labels(kind=kind.value)
+
+    def track_acks(self, acks: Acknowledger) -> None:
+        """Read the ack counts when scraped, so the hot path updates nothing for them."""
+        self.unacked.set_function(lambda: acks.outstanding)
+        self.acks.labels(result="sent").set_function(lambda: acks.acked)
+        self.acks.labels(result="stale").set_function(lambda: acks.stale)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value, 0 if never set (for tests and diagnostics)."""
@@ -69,11 +88,12 @@ class IngestMetrics:
     def committed(self, batch: Sequence[Envelope], stored: Sequence[int], seconds: float) -> None:
         rows = sum(len(env.rows) for env in batch)
         new = sum(stored)
+        conflicts = sum(len(env.conflicts) for env in batch)
         self.samples_stored.inc(new)
-        self.duplicates.inc(rows - new)
+        self.duplicates.inc(rows - new - conflicts)
         self.batch_rows.observe(rows)
         self.commit_seconds.observe(seconds)
         for env, n in zip(batch, stored, strict=True):
             if env.verdict(n) in (Verdict.QUARANTINED, Verdict.PARTIAL):
-                for problem in env.problems:
+                for problem in env.rejections:
                     self.quarantined.labels(reason=problem.reason).inc()

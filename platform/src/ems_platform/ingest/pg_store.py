@@ -1,7 +1,14 @@
-"""The real ReadingStore: one transaction per batch, COPY into staging, idempotent insert."""
+"""The real ReadingStore: one transaction per batch, COPY into staging, idempotent insert.
+
+Quality is computed here, against the database, inside the batch's transaction: each
+device's advisory lock (taken in one global order, so two workers never deadlock) makes the
+rows read and the rows written one consistent step, whichever worker the broker handed a
+device's samples to and however often the process restarted.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -9,10 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from ems_contract import PHASES
+from ems_contract import MEASUREMENTS
 from ems_platform.core.db import Connection, Pool
-from ems_platform.ingest.deltas import Previous
-from ems_platform.ingest.envelope import READING_COLUMNS, Envelope
+from ems_platform.ingest.deltas import QualityRules
+from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow
+from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
 from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
 
 # Lives for the connection's lifetime; ON COMMIT DELETE ROWS empties it after every batch.
@@ -52,14 +60,37 @@ UPDATE commands
 SET state = $3, acked_at = $4, result = $5::jsonb, error = $6
 WHERE id = $1 AND device_id = $2 AND state IN ('pending', 'delivered')
 """
-_LATEST = """
-SELECT p.phase, r.ts, r.energy_kwh, r.boot, r.seq
-FROM unnest($2::text[]) AS p(phase)
+# unnest keeps the array's order, so the locks are taken in the order Python sorted them.
+_LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k"
+_NEWEST = f"""
+SELECT r.* FROM unnest($1::text[], $2::text[]) AS s(device_id, phase)
 CROSS JOIN LATERAL (
-    SELECT ts, energy_kwh, boot, seq FROM energy_readings
-    WHERE device_id = $1 AND phase = p.phase
-    ORDER BY ts DESC LIMIT 1
+    SELECT {_COLUMN_LIST} FROM energy_readings e
+    WHERE e.device_id = s.device_id AND e.phase = s.phase
+    ORDER BY e.ts DESC LIMIT 1
 ) AS r
+"""
+# Only for rows not newer than the newest stored: the stored row at or before each (its
+# duplicate, or its predecessor) and the one after it (whose delta it changes).
+_AROUND = f"""
+WITH k AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(device_id, phase, ts)
+)
+SELECT r.* FROM k CROSS JOIN LATERAL (
+    SELECT {_COLUMN_LIST} FROM energy_readings e
+    WHERE e.device_id = k.device_id AND e.phase = k.phase AND e.ts <= k.ts
+    ORDER BY e.ts DESC LIMIT 1
+) AS r
+UNION ALL
+SELECT r.* FROM k CROSS JOIN LATERAL (
+    SELECT {_COLUMN_LIST} FROM energy_readings e
+    WHERE e.device_id = k.device_id AND e.phase = k.phase AND e.ts > k.ts
+    ORDER BY e.ts LIMIT 1
+) AS r
+"""
+_UPDATE = """
+UPDATE energy_readings SET energy_delta_kwh = $4, flags = $5
+WHERE device_id = $1 AND phase = $2 AND ts = $3
 """
 
 #: Errors about the data itself; anything else (connection, shutdown, locks) is transient.
@@ -80,9 +111,30 @@ def _credit(batch: Sequence[Envelope], inserted: set[tuple[str, str, datetime]])
     return stored
 
 
+def lock_key(device_id: str) -> int:
+    """A stable signed 64-bit advisory-lock key per device (same in every worker)."""
+    digest = hashlib.blake2b(b"ems.readings:" + device_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _row(record: asyncpg.Record) -> ReadingRow:
+    return ReadingRow(
+        device_id=record["device_id"],
+        phase=record["phase"],
+        ts=record["ts"],
+        values=tuple(record[name] for name in MEASUREMENTS),
+        energy_delta_kwh=record["energy_delta_kwh"],
+        flags=tuple(record["flags"]),
+        seq=record["seq"],
+        boot=record["boot"],
+        received_at=record["received_at"],
+    )
+
+
 class PgReadingStore:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, rules: QualityRules | None = None) -> None:
         self._pool = pool
+        self._rules = rules or QualityRules()
 
     async def write(self, batch: Sequence[Envelope]) -> list[int]:
         try:
@@ -92,13 +144,31 @@ class PgReadingStore:
         except _TRANSIENT as exc:
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _write(self, batch: Sequence[Envelope]) -> list[int]:
-        staged = [
-            (msg, ord_, *row.record())
-            for msg, envelope in enumerate(batch)
-            for ord_, row in enumerate(envelope.rows)
+    async def _plan(self, conn: Connection, batch: Sequence[Envelope]) -> Plan:
+        series = series_of(batch)
+        if not series:
+            return plan_batch(batch, [], self._rules)
+        keys = sorted({lock_key(device) for device, _ in series})
+        await conn.fetchval(_LOCK, keys)
+        stored = [
+            _row(r)
+            for r in await conn.fetch(_NEWEST, [d for d, _ in series], [p for _, p in series])
         ]
+        newest = {(row.device_id, row.phase): row.ts for row in stored}
+        around = context_keys(batch, newest)
+        if around:
+            records = await conn.fetch(
+                _AROUND, [k[0] for k in around], [k[1] for k in around], [k[2] for k in around]
+            )
+            stored.extend(_row(r) for r in records)
+        return plan_batch(batch, stored, self._rules)
+
+    async def _write(self, batch: Sequence[Envelope]) -> list[int]:
         async with self._pool.acquire() as conn, conn.transaction():
+            plan = await self._plan(conn, batch)
+            for envelope, conflicts in zip(batch, plan.conflicts, strict=True):
+                envelope.conflicts = conflicts
+            staged = [(msg, ord_, *row.record()) for msg, ord_, row in plan.inserts]
             inserted: set[tuple[str, str, datetime]] = set()
             if staged:
                 await conn.execute(_CREATE_STAGE)
@@ -107,6 +177,14 @@ class PgReadingStore:
                 )
                 for record in await conn.fetch(_INSERT):
                     inserted.add((record["device_id"], record["phase"], record["ts"]))
+            if plan.updates:
+                await conn.executemany(
+                    _UPDATE,
+                    [
+                        (r.device_id, r.phase, r.ts, r.energy_delta_kwh, list(r.flags))
+                        for r in plan.updates
+                    ],
+                )
             stored = _credit(batch, inserted)
             await conn.copy_records_to_table(
                 "raw_events",
@@ -159,12 +237,3 @@ class PgReadingStore:
         ]
         if acks:
             await conn.executemany(_ACK, acks)
-
-    async def latest(self, device_id: str) -> dict[str, Previous]:
-        try:
-            records = await self._pool.fetch(_LATEST, device_id, list(PHASES))
-        except _TRANSIENT as exc:
-            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-        return {
-            r["phase"]: Previous(r["ts"], r["energy_kwh"], r["boot"], r["seq"]) for r in records
-        }

@@ -7,18 +7,16 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from ems_contract import TopicKind
-from ems_contract.backoff import Backoff
 from ems_platform.core.db import Pool
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.ingest.batcher import BatchWriter
-from ems_platform.ingest.deltas import DeltaTracker
+from ems_platform.ingest.deltas import QualityRules
 from ems_platform.ingest.envelope import Envelope, Incoming, MessageKind, Problem
 from ems_platform.ingest.judge import Judge, topic_device
 from ems_platform.ingest.metrics import IngestMetrics
 from ems_platform.ingest.pg_store import PgReadingStore
 from ems_platform.ingest.source import MqttConfig, MqttSource
-from ems_platform.ingest.store import ReadingStore, StoreUnavailableError
+from ems_platform.ingest.store import ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +24,11 @@ INTERNAL_ERROR = "internal_error"
 
 
 class Ingest:
-    """Start with ``async with``; leaving it stops reading, then commits what was read.
+    """Start with ``async with``; leaving it stops reading, then commits and acks what was read.
 
-    ``shutdown_timeout`` bounds that last commit: with the database down at shutdown the
-    messages still in memory are lost (they were acknowledged to the broker), and say so.
+    ``shutdown_timeout`` bounds that last commit. Messages are acknowledged to the broker
+    only after their commit, so whatever is still in memory when it runs out (the database
+    down at shutdown, say) is delivered again at the next start, not lost.
     """
 
     def __init__(
@@ -45,8 +44,7 @@ class Ingest:
     ) -> None:
         self.store = store
         self.metrics = metrics
-        self.deltas = DeltaTracker()
-        self.judge = Judge(self.deltas)
+        self.judge = Judge()
         self.batcher = BatchWriter(
             store,
             metrics,
@@ -57,10 +55,13 @@ class Ingest:
         self.source = MqttSource(mqtt, self.handle)
         self.source.on_connected = lambda up: metrics.mqtt_connected.set(1 if up else 0)
         self.source.on_paused = lambda paused: metrics.paused.set(1 if paused else 0)
+        self.source.finish = self._commit_read
+        self.batcher.on_committed = self.source.acknowledge
+        metrics.track_acks(self.source.acknowledge)
+        self._batcher_task: asyncio.Task[None] | None = None
         self._retry_cap = retry_cap
         self._shutdown_timeout = shutdown_timeout
         self._task: asyncio.Task[None] | None = None
-        self._seeding_failed = False
 
     @property
     def connected(self) -> bool:
@@ -69,7 +70,7 @@ class Ingest:
     @property
     def store_healthy(self) -> bool:
         """False while writes or reads of the database are failing and being retried."""
-        return self.batcher.healthy and not self._seeding_failed
+        return self.batcher.healthy
 
     @property
     def healthy(self) -> bool:
@@ -103,7 +104,8 @@ class Ingest:
                 await asyncio.wait({task})
         except TimeoutError:
             log.error(
-                "ingest did not finish in %.0f s; %d messages not stored",
+                "ingest did not finish in %.0f s; %d messages not stored yet (the broker "
+                "delivers them again at the next start)",
                 self._shutdown_timeout,
                 self.batcher.pending + self.source.queued,
             )
@@ -112,8 +114,14 @@ class Ingest:
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.batcher.run(), name="ingest-batcher")
+            self._batcher_task = tasks.create_task(self.batcher.run(), name="ingest-batcher")
             tasks.create_task(self._read(), name="ingest-mqtt")
+
+    async def _commit_read(self) -> None:
+        """At a graceful stop, before the disconnect: commit everything read, which acks it."""
+        await self.batcher.close()
+        if self._batcher_task is not None:
+            await asyncio.wait({self._batcher_task})
 
     async def _read(self) -> None:
         try:
@@ -124,14 +132,12 @@ class Ingest:
 
     async def handle(self, incoming: Incoming) -> None:
         """Judge one message and queue it for the next batch; waits when batches back up."""
-        parsed = topic_device(incoming.topic)
-        if parsed is not None and parsed[1] is TopicKind.TELEMETRY:
-            await self._seed(parsed[0])
         try:
             envelope = self.judge.judge(incoming)
         except Exception as exc:
             # One message must never stop the ingest; keep it, with what went wrong.
             log.exception("could not judge a message on %s", incoming.topic)
+            parsed = topic_device(incoming.topic)
             envelope = Envelope(
                 incoming,
                 MessageKind.OTHER,
@@ -141,27 +147,6 @@ class Ingest:
         self.metrics.messages.labels(kind=envelope.kind.value).inc()
         self.metrics.queue_depth.set(self.source.queued)
         await self.batcher.add(envelope)
-
-    async def _seed(self, device_id: str) -> None:
-        if self.deltas.is_seeded(device_id):
-            return
-        backoff = Backoff(base=0.1, cap=self._retry_cap)
-        logged = False
-        while True:
-            try:
-                latest = await self.store.latest(device_id)
-            except StoreUnavailableError as exc:
-                self._seeding_failed = True
-                if not logged:
-                    log.warning("cannot read previous readings of %s yet: %s", device_id, exc)
-                    logged = True
-                await backoff.sleep()
-                continue
-            if logged:
-                log.info("read previous readings of %s", device_id)
-            self._seeding_failed = False
-            self.deltas.seed(device_id, latest)
-            return
 
 
 def build_ingest(pool: Pool, settings: PlatformSettings, metrics: IngestMetrics) -> Ingest:
@@ -176,9 +161,10 @@ def build_ingest(pool: Pool, settings: PlatformSettings, metrics: IngestMetrics)
         keepalive=settings.ingest_keepalive_s,
         high_water=settings.ingest_queue_size,
         reconnect_cap=settings.reconnect_max_s,
+        shared_group=settings.ingest_shared_group,
     )
     return Ingest(
-        PgReadingStore(pool),
+        PgReadingStore(pool, QualityRules(settings.quality_max_kw, settings.quality_clock_skew_s)),
         mqtt,
         metrics,
         batch_rows=settings.ingest_batch_rows,

@@ -1,4 +1,8 @@
-"""The MQTT side of ingest: one persistent session, resubscribed after every reconnect."""
+"""The MQTT side of ingest: one persistent session, resubscribed after every reconnect.
+
+Messages are acknowledged to the broker only after their batch committed (``acks.py``), so
+whatever this process holds in memory is also still held by the broker.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import aiomqtt
 
 from ems_contract import TopicKind, all_filter
 from ems_contract.backoff import Backoff
+from ems_platform.ingest.acks import Acknowledger, PahoAck, enable_manual_ack
 from ems_platform.ingest.envelope import Incoming
 from ems_platform.ingest.flow_client import FlowControlledClient
 
@@ -24,6 +29,15 @@ TOPIC_FILTERS: tuple[str, ...] = (
 )
 
 Handler = Callable[[Incoming], Awaitable[None]]
+#: Runs at a graceful stop, before the disconnect: commit what was read, so it can be acked.
+Finisher = Callable[[], Awaitable[None]]
+
+
+def topic_filters(shared_group: str | None) -> tuple[str, ...]:
+    """Plain filters, or the same under ``$share/<group>/`` so N workers split the load."""
+    if not shared_group:
+        return TOPIC_FILTERS
+    return tuple(f"$share/{shared_group}/{topic}" for topic in TOPIC_FILTERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +51,11 @@ class MqttConfig:
     #: Messages held in memory before socket reads pause.
     high_water: int = 1000
     reconnect_cap: float = 30.0
+    #: Shared-subscription group (Mosquitto, EMQX...); None subscribes plainly.
+    shared_group: str | None = None
 
 
-def _incoming(message: aiomqtt.Message) -> Incoming:
+def _incoming(message: aiomqtt.Message, ack: PahoAck | None) -> Incoming:
     payload = message.payload
     if isinstance(payload, str):
         body = payload.encode()
@@ -47,7 +63,7 @@ def _incoming(message: aiomqtt.Message) -> Incoming:
         body = bytes(payload)
     else:
         body = b"" if payload is None else str(payload).encode()
-    return Incoming(message.topic.value, body, datetime.now(UTC), bool(message.retain))
+    return Incoming(message.topic.value, body, datetime.now(UTC), bool(message.retain), ack)
 
 
 class MqttSource:
@@ -56,6 +72,10 @@ class MqttSource:
     def __init__(self, config: MqttConfig, handler: Handler) -> None:
         self._config = config
         self._handler = handler
+        self._filters = topic_filters(config.shared_group)
+        #: Hand this to the batch writer as its ``on_committed``.
+        self.acknowledge = Acknowledger()
+        self.finish: Finisher | None = None
         self._stopping = asyncio.Event()
         self._session_end = asyncio.Event()
         self._client: FlowControlledClient | None = None
@@ -71,8 +91,13 @@ class MqttSource:
     def paused(self) -> bool:
         return self._client is not None and self._client.paused
 
+    @property
+    def unacked(self) -> int:
+        """Messages delivered on the current connection and not yet acknowledged."""
+        return self.acknowledge.outstanding
+
     def stop(self) -> None:
-        """Finish the message in hand, disconnect, hand on what was already read, return."""
+        """Finish the message in hand, commit and ack what was read, disconnect, return."""
         self._stopping.set()
         self._session_end.set()
 
@@ -90,6 +115,7 @@ class MqttSource:
             keepalive=cfg.keepalive,
             high_water=cfg.high_water,
         )
+        enable_manual_ack(client)
         client.on_pause_change = self.on_paused
         return client
 
@@ -119,8 +145,10 @@ class MqttSource:
                     down_since_logged = True
             finally:
                 self._set_connected(False)
+                self.acknowledge.disconnected()
                 client.settle_disconnect()
-            await self._drain(client)
+            # Nothing in the queue was acknowledged: the broker delivers it again.
+            client.discard_queued()
             if self._stopping.is_set():
                 break
             try:
@@ -133,9 +161,11 @@ class MqttSource:
     async def _session(self, client: FlowControlledClient, backoff: Backoff) -> None:
         failure: list[aiomqtt.MqttError] = []
 
+        self.acknowledge.connected(client)
+
         async def subscribe() -> None:
             try:
-                await client.subscribe([(topic, 1) for topic in TOPIC_FILTERS])
+                await client.subscribe([(topic, 1) for topic in self._filters])
             except aiomqtt.MqttError as exc:
                 failure.append(exc)
                 self._session_end.set()
@@ -143,10 +173,11 @@ class MqttSource:
             backoff.reset()
             self._set_connected(True)
             log.info(
-                "MQTT ingest subscribed on %s:%d as %s",
+                "MQTT ingest subscribed on %s:%d as %s (shared group: %s)",
                 self._config.host,
                 self._config.port,
                 self._config.client_id,
+                self._config.shared_group or "none",
             )
 
         # Consume while subscribing: a persistent session may replay a backlog before the
@@ -154,12 +185,21 @@ class MqttSource:
         async with asyncio.TaskGroup() as tasks:
             subscribing = tasks.create_task(subscribe(), name="ingest-mqtt-subscribe")
             while (message := await client.next_message(self._session_end)) is not None:
-                await self._handler(_incoming(message))
+                await self._hand_on(message)
             subscribing.cancel()
         if failure:
             raise failure[0]
+        if self._stopping.is_set():
+            await self._finish(client)
 
-    async def _drain(self, client: FlowControlledClient) -> None:
-        """Messages already acknowledged to the broker exist only here now: hand them on."""
+    async def _hand_on(self, message: aiomqtt.Message) -> None:
+        await self._handler(_incoming(message, self.acknowledge.handle(message)))
+
+    async def _finish(self, client: FlowControlledClient) -> None:
+        """A graceful stop: commit what was read while the link is up, so it is acked now
+        rather than delivered again at the next start."""
+        client.pause_reading()
         while (message := client.take_nowait()) is not None:
-            await self._handler(_incoming(message))
+            await self._hand_on(message)
+        if self.finish is not None:
+            await self.finish()

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ems_platform.core.errors import PlatformError
-from ems_platform.ingest.deltas import Previous
 from ems_platform.ingest.envelope import Envelope
 
 
@@ -20,9 +19,9 @@ class BatchRejectedError(PlatformError):
 
 class ReadingStore(Protocol):
     async def write(self, batch: Sequence[Envelope]) -> list[int]:
-        """Store a batch in one transaction; return how many rows of each envelope were new."""
-        ...
+        """Store a batch in one transaction; return how many rows of each envelope were new.
 
-    async def latest(self, device_id: str) -> dict[str, Previous]:
-        """The newest stored reading of each phase of a device, to seed the delta tracker."""
+        Computes each new row's delta and flags against what is stored (see
+        ``quality.plan_batch``) and sets each envelope's ``conflicts``.
+        """
         ...

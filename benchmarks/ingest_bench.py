@@ -1,0 +1,247 @@
+"""Ingest benchmark: sustained msg/s and rows/s from devices through the broker into the DB.
+
+``uv run python -m benchmarks.ingest_bench`` starts a throwaway, *durable* PostgreSQL +
+TimescaleDB (fsync on, default synchronous_commit: a commit benchmark on a database that
+does not flush would measure nothing), then per broker: the naive pipeline, then the real
+one (``python -m ems_platform``), each under the same saturating load from several
+publisher processes; rates are counted in the database over a fixed window after a
+warm-up. The real phase is followed by a py-spy profile of the ingest and by the count
+check (rows stored == samples x 3 per device, no duplicates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report
+from benchmarks.bench_db import create_credentials, throwaway_database
+from benchmarks.broker_bench import _remove, _workdir
+from benchmarks.brokers import BrokerStartError, running_broker
+from benchmarks.ingest_db import (
+    Progress,
+    make_publisher_tokens,
+    make_service_token,
+    register_devices,
+)
+from benchmarks.ingest_fleet import FleetConfig, FleetError, fleet_device_ids
+from benchmarks.ingest_phase import PhaseConfig, measure_phase
+from benchmarks.ingest_pipelines import PipelineError, running_naive, running_platform
+from benchmarks.ingest_report import table
+from benchmarks.relay import REPO_ROOT
+from ems_access.tokens import generate_token
+
+logger = logging.getLogger("benchmarks.ingest_bench")
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_JSON = RESULTS / "ingest_bench.json"
+BROKERS = ("mosquitto", "amqtt")
+# Device timestamps start this far in the past, one second per sample, so no run gets
+# near "now" (future_timestamp) however many samples a device sends.
+HISTORY_S = 6 * 3600
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [part.strip() for part in text.split(",") if part.strip()]
+    if not kinds or any(k not in BROKERS for k in kinds):
+        raise argparse.ArgumentTypeError(f"brokers are a comma list of {', '.join(BROKERS)}")
+    return kinds
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ingest_bench",
+        description=(
+            "Drive simulated 3-phase devices (QoS 1, paho, several processes) through a real "
+            "broker into a throwaway durable TimescaleDB; print the sustained msg/s and "
+            "rows/s of the platform's ingest (python -m ems_platform, ack after commit) and "
+            "of a naive pipeline (auto-ack, one INSERT per row), the count check and a "
+            "py-spy profile of the ingest. EMS_INGEST_* variables in the environment reach "
+            "the platform; EMS_MQTT_* ones reach the broker."
+        ),
+    )
+    parser.add_argument(
+        "--brokers",
+        type=_kinds,
+        default=["mosquitto"],
+        help="comma list of mosquitto (EMS plugin), amqtt (default mosquitto)",
+    )
+    parser.add_argument("--publishers", type=int, default=2, help="load processes")
+    parser.add_argument("--devices", type=int, default=500, help="devices per load process")
+    parser.add_argument("--inflight", type=int, default=1000, help="QoS 1 window per publisher")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=40_000,
+        help="messages published ahead of the database (keep it under the "
+        "broker's queue limit, EMS_MQTT_MAX_QUEUED, 100,000)",
+    )
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--naive-window", type=float, default=20.0)
+    parser.add_argument("--naive-backlog", type=int, default=2_000)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=15.0,
+        help="seconds of py-spy on the ingest after the window (0: none)",
+    )
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--keep-workdir", action="store_true", help="keep logs for debugging")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    return parser
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def _broker_run(
+    kind: str, args: argparse.Namespace, workdir: Path, dsn: str, ctx: dict[str, Any]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": kind}
+    progress = await Progress.connect(dsn)
+    try:
+        async with running_broker(kind, workdir / kind, dsn, ctx["credentials"]) as broker:
+            phases: list[tuple[str, Any, FleetConfig, PhaseConfig]] = []
+            if not args.skip_naive:
+                phases.append(
+                    (
+                        "naive",
+                        running_naive(broker, dsn, ctx["naive_token"], workdir / kind),
+                        replace(ctx["fleet"], backlog=args.naive_backlog),
+                        PhaseConfig("naive", min(args.warmup, 5.0), args.naive_window, 30.0),
+                    )
+                )
+            phases.append(
+                (
+                    "real",
+                    running_platform(broker, dsn, ctx["service_token"], workdir / kind),
+                    ctx["fleet"],
+                    PhaseConfig(
+                        "real",
+                        args.warmup,
+                        args.window,
+                        args.drain_timeout,
+                        args.profile,
+                        RESULTS / f"ingest_profile_{kind}.txt",
+                    ),
+                )
+            )
+            for name, pipeline, fleet_config, phase in phases:
+                out[name] = await measure_phase(
+                    phase,
+                    pipeline,
+                    broker,
+                    progress,
+                    fleet_config,
+                    ctx["load_tokens"],
+                    f"{name}-{kind}",
+                    _postmaster_pid(workdir / "pg"),
+                )
+    except (BrokerStartError, PipelineError, FleetError) as exc:
+        logger.error("%s: %s", kind, exc)
+        out["error"] = str(exc)
+    finally:
+        await progress.close()
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = _workdir()
+    started = time.monotonic()
+    fleet = FleetConfig(
+        args.publishers, args.devices, args.inflight, args.backlog, time.time() - HISTORY_S
+    )
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        async with throwaway_database(workdir / "pg", durable=True) as dsn:
+            ids = [
+                d
+                for kind in args.brokers
+                for name in ("naive", "real")
+                for d in fleet_device_ids(f"{name}-{kind}", fleet)
+            ]
+            await register_devices(dsn, ids)
+            ctx = {
+                "fleet": fleet,
+                # Tokens exist before any broker starts, so no broker has to learn them live.
+                "credentials": await create_credentials(dsn, devices=0, warmup=0),
+                "load_tokens": await make_publisher_tokens(dsn, args.publishers),
+                "naive_token": await make_service_token(dsn, "ingest bench naive"),
+                "service_token": generate_token(),
+            }
+            for kind in args.brokers:
+                results[kind] = await _broker_run(kind, args, workdir, dsn, ctx)
+    finally:
+        if args.keep_workdir:
+            logger.info("logs kept in %s", workdir)
+        else:
+            _remove(workdir)
+    return {
+        "benchmark": "ingest",
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
+        "database": "LocalCluster durable=True (fsync on, synchronous_commit on)",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "log_level")}
+        | {
+            "ems_env": {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith(("EMS_INGEST_", "EMS_MQTT_", "EMS_DB_"))
+            }
+        },
+        "results": results,
+    }
+
+
+def _failures(results: dict[str, dict[str, Any]]) -> list[str]:
+    failed = []
+    for kind, result in results.items():
+        if "error" in result:
+            failed.append(f"{kind}: {result['error'].splitlines()[0]}")
+        check = result.get("real", {}).get("count_check")
+        if check is not None and not check["ok"]:
+            failed.append(f"{kind}: count check failed: {check}")
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    outcome = asyncio.run(run(args))
+    print()
+    print(table(outcome["results"]))
+    print(f"\n({outcome['seconds']} s; figures in {args.json})")
+    report.write_json(args.json, outcome)
+    failed = _failures(outcome["results"])
+    for line in failed:
+        print(f"FAILED: {line}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""One measured phase: a pipeline under saturating load, a fixed window, then the count check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.brokers import BrokerProcess
+from benchmarks.ingest_db import Committed, Progress, count_check
+from benchmarks.ingest_fleet import Fleet, FleetConfig, running_fleet
+from benchmarks.ingest_pipelines import Pipeline
+from benchmarks.ingest_profile import record
+from benchmarks.procmem import tree_cpu_seconds
+
+logger = logging.getLogger(__name__)
+
+PHASES_PER_SAMPLE = 3
+POLL_S = 0.5
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    name: str  # "real" | "naive"
+    warmup: float
+    window: float
+    drain_timeout: float
+    profile_seconds: float = 0.0
+    profile_out: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Edge:
+    committed: Committed
+    acked: int
+    cpu: dict[str, float]
+    metrics: dict[str, float]
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle, from /proc/stat (everything on the box)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+
+
+def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    cpu = {name: sum(tree_cpu_seconds(p) for p in group) for name, group in pids.items()}
+    # Whatever else runs on the box (other test runs...) competes for the same two cores;
+    # the report shows how much of them it took.
+    cpu["machine"] = _machine_busy_seconds()
+    return cpu
+
+
+async def _edge(
+    progress: Progress, fleet: Fleet, pipe: Pipeline, pids: dict[str, list[int]]
+) -> _Edge:
+    acked = await fleet.mark()
+    cpu = _cpu(pids)
+    metrics = await asyncio.to_thread(pipe.metrics)
+    return _Edge(await progress.committed(), acked, cpu, metrics)
+
+
+def _per_second(a: float, b: float, seconds: float) -> float:
+    return round((b - a) / seconds, 1) if seconds > 0 else 0.0
+
+
+def _window(start: _Edge, end: _Edge, real: bool) -> dict[str, Any]:
+    seconds = end.committed.at - start.committed.at
+    rows = end.committed.readings - start.committed.readings
+    messages = (
+        end.committed.messages - start.committed.messages if real else rows // PHASES_PER_SAMPLE
+    )
+    result: dict[str, Any] = {
+        "seconds": round(seconds, 2),
+        "db_rows": rows,
+        "db_rows_per_s": _per_second(0, rows, seconds),
+        "db_msgs_per_s": _per_second(0, messages, seconds),
+        "publisher_acked_msgs_per_s": _per_second(start.acked, end.acked, seconds),
+        # Published but not yet committed: > 0 at both edges means the pipeline never
+        # waited for load during the window.
+        "backlog_msgs_at_start": start.acked - start.committed.readings // PHASES_PER_SAMPLE,
+        "cpu_cores": {
+            name: round((end.cpu[name] - start.cpu[name]) / seconds, 2) for name in end.cpu
+        },
+    }
+    cores = result["cpu_cores"]
+    cores["other"] = round(cores["machine"] - sum(v for k, v in cores.items() if k != "machine"), 2)
+    result["cpu_us_per_msg"] = {
+        name: round((end.cpu[name] - start.cpu[name]) / messages * 1e6, 1) if messages else None
+        for name in end.cpu
+    }
+    ingest_us = result["cpu_us_per_msg"].get("ingest")
+    if real and ingest_us:
+        # The ingest is one asyncio thread: one core is all it can ever use.
+        result["ingest_one_core_ceiling_msgs_per_s"] = round(1e6 / ingest_us)
+    m0, m1 = start.metrics, end.metrics
+    for label, name in (
+        ("commit_s", "ems_ingest_commit_seconds"),
+        ("batch_rows", "ems_ingest_batch_rows"),
+    ):
+        count = m1.get(f"{name}_count", 0.0) - m0.get(f"{name}_count", 0.0)
+        if count:
+            total = m1.get(f"{name}_sum", 0.0) - m0.get(f"{name}_sum", 0.0)
+            result[f"avg_{label}"] = round(total / count, 4)
+            result["batches"] = int(count)
+    return result
+
+
+async def _drain(progress: Progress, base: Committed, rows: int, timeout: float) -> float | None:
+    """Seconds until `rows` more readings than `base` are committed; None if they never are."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if (await progress.committed()).readings - base.readings >= rows:
+            return round(time.monotonic() - started, 1)
+        await asyncio.sleep(POLL_S)
+    return None
+
+
+async def measure_phase(
+    config: PhaseConfig,
+    pipeline: AbstractAsyncContextManager[Pipeline],
+    broker: BrokerProcess,
+    progress: Progress,
+    fleet_config: FleetConfig,
+    load_tokens: list[str],
+    prefix: str,
+    postmaster_pid: int | None,
+) -> dict[str, Any]:
+    real = config.name == "real"
+    base = await progress.committed()
+    result: dict[str, Any] = {"pipeline": config.name, "device_prefix": prefix}
+    async with pipeline as pipe, running_fleet(broker, load_tokens, prefix, fleet_config) as fleet:
+        pids = {
+            "ingest": [pipe.pid],
+            "broker": [broker.pid],
+            "postgres": [postmaster_pid] if postmaster_pid else [],
+            "load": fleet.pids,
+        }
+
+        async def stored_messages() -> int:
+            return await progress.inserted_estimate() // PHASES_PER_SAMPLE
+
+        feeder = asyncio.create_task(fleet.feed(stored_messages), name="bench-feed")
+        try:
+            logger.info("%s: warming up for %.0f s", prefix, config.warmup)
+            await asyncio.sleep(config.warmup)
+            pipe.alive()
+            start = await _edge(progress, fleet, pipe, pids)
+            logger.info("%s: measuring for %.0f s", prefix, config.window)
+            await asyncio.sleep(config.window)
+            end = await _edge(progress, fleet, pipe, pids)
+            pipe.alive()
+            result["window"] = _window(start, end, real)
+            result["window"]["backlog_msgs_at_end"] = (
+                end.acked - end.committed.readings // PHASES_PER_SAMPLE
+            )
+            if config.profile_seconds and config.profile_out is not None:
+                logger.info("%s: profiling the ingest for %.0f s", prefix, config.profile_seconds)
+                result["profile"] = await record(
+                    pipe.pid, config.profile_seconds, config.profile_out
+                )
+        finally:
+            feeder.cancel()
+        totals = await fleet.stop()
+        result["published"] = totals
+        logger.info(
+            "%s: published %d messages; waiting for the rest to commit", prefix, totals["acked"]
+        )
+        expected = fleet.expected_rows(PHASES_PER_SAMPLE)
+        result["drain_seconds"] = await _drain(
+            progress, base, sum(expected.values()), config.drain_timeout
+        )
+        result["metrics_end"] = {
+            k: v
+            for k, v in (await asyncio.to_thread(pipe.metrics)).items()
+            if k.startswith(
+                (
+                    "ems_ingest_duplicates",
+                    "ems_ingest_quarantined",
+                    "ems_ingest_samples_stored",
+                    "ems_ingest_write_failures",
+                    "ems_ingest_acks",
+                )
+            )
+        }
+    result["count_check"] = count_check(expected, await progress.rows_by_device(prefix))
+    if real:
+        verdicts = await progress.verdicts(prefix)
+        result["raw_events"] = verdicts
+        result["count_check"]["duplicates"] = verdicts.get("duplicate", 0)
+        result["count_check"]["ok"] = (
+            result["count_check"]["ok"]
+            and verdicts.get("duplicate", 0) == 0
+            and sum(verdicts.values()) == totals["acked"]
+        )
+        result["flags"] = await progress.flags(prefix)
+    return result
