@@ -163,12 +163,12 @@ def test_no_token_in_any_output_or_url(broker: str) -> None:
         secrets["viewer-before-rotate"] = viewer
         # MQTT with the real client: good login (receives a message), bad login refused
         # A new token reaches Mosquitto's access snapshot asynchronously: poll, bounded.
-        good = wait_for(
+        login = wait_for(
             "the new viewer token to work over MQTT",
             lambda: r if (r := mosquitto_sub(ports["mqtt"], viewer)).returncode == 0 else None,
             timeout=30,
         )
-        assert good.stdout.strip(), good.stderr
+        assert login.stdout.strip(), login.stderr
         for token in bad.values():
             assert mosquitto_sub(ports["mqtt"], token, "-W", "5").returncode != 0
         # WebSocket with the subprotocol token
