@@ -165,7 +165,7 @@ def test_no_token_in_any_output_or_url(broker: str) -> None:
         # A new token reaches Mosquitto's access snapshot asynchronously: poll, bounded.
         login = wait_for(
             "the new viewer token to work over MQTT",
-            lambda: r if (r := mosquitto_sub(ports["mqtt"], viewer)).returncode == 0 else None,
+            lambda: sub if (sub := mosquitto_sub(ports["mqtt"], viewer)).returncode == 0 else None,
             timeout=30,
         )
         assert login.stdout.strip(), login.stderr
