@@ -9,42 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
 import websockets
 
 from ems_access.tokens import generate_token
-from tests.support.ports import free_port
+from tests.e2e.stack import EmsUp, start_ems_up, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 DEVICES = ["sim-01", "sim-02"]
 URL = re.compile(r"\b(?:https?|wss?|mqtts?|postgres(?:ql)?)://\S+")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def mosquitto_sub(port: int, token: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -103,44 +81,18 @@ def leaks(text: str, secret: str) -> bool:
 
 @pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
 def test_no_token_in_any_output_or_url(broker: str) -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="ems-e2e-secrets-", dir="/tmp"))
-    os.chmod(data_dir, 0o711)  # noqa: S103 - the embedded PostgreSQL runs as `postgres`
-    admin = generate_token()
-    ports = {name: free_port() for name in ("mqtt", "api", "ws")}
-    env = dict(
-        os.environ,
-        EMS_DATA_DIR=str(data_dir / "state"),
-        EMS_ADMIN_TOKEN=admin,
-        EMS_MQTT_PORT=str(ports["mqtt"]),
-        EMS_API_PORT=str(ports["api"]),
-        EMS_WS_PORT=str(ports["ws"]),
-        EMS_LOG_LEVEL="DEBUG",
-    )
-    env.pop("EMS_DATABASE_URL", None)
-    ems = shutil.which("ems") or str(Path(sys.executable).with_name("ems"))
-    process = subprocess.Popen(
-        [ems, "up", "--devices", str(len(DEVICES)), "--broker", broker],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line.rstrip())
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    up = start_ems_up(len(DEVICES), broker, "ems-e2e-secrets-", EmsUp)
+    admin, data_dir, process, output = up.admin_token, up.data_dir, up.process, up.output
+    ports = {"mqtt": up.mqtt_port, "api": up.api_port, "ws": up.ws_port}
     api = f"http://127.0.0.1:{ports['api']}/api/v1"
     secrets: dict[str, str] = {"admin": admin}
     bad = {f"bad-{n}": generate_token() for n in range(3)}
     bad["bad-short"] = "hunter2-not-a-token-but-secret"
     try:
         wait_for(
-            "`EMS is up.`", lambda: "EMS is up." in "\n".join(output) or process.poll() is not None
+            "`EMS is up.`",
+            lambda: "EMS is up." in "\n".join(output) or process.poll() is not None,
+            timeout=120,
         )
         assert process.poll() is None, "\n".join(output[-200:])
         admin_h = {"Authorization": f"Bearer {admin}"}
@@ -196,14 +148,7 @@ def test_no_token_in_any_output_or_url(broker: str) -> None:
         revoke = httpx.delete(f"{api}/tokens/{viewer_id}", headers=admin_h, timeout=10)
         assert revoke.status_code == 204
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=10)
+        up.stop()
         # every secret `ems up` made for itself (service tokens, device tokens)
         for path in (data_dir / "state").rglob("*.token"):
             secrets[f"file:{path.name}"] = path.read_text().strip()
@@ -212,7 +157,7 @@ def test_no_token_in_any_output_or_url(broker: str) -> None:
             for p in (data_dir / "state").rglob("*.log")
             if p.is_file()
         }
-        shutil.rmtree(data_dir, ignore_errors=True)
+        up.close()
 
     text = "\n".join(output)
     assert "DEBUG" in text, "the stack did not log at DEBUG; the scan would prove little"
