@@ -9,8 +9,12 @@
  * thread, so no locking is needed.
  *
  * Life of a client entry: BASIC_AUTH creates it (LIVE); DISCONNECT marks it CLOSING (it
- * must outlive the event, because Mosquitto ACL-checks the last will right after it); a
- * revoked or expired token marks it KICKED before the kick; TICK purges non-LIVE entries.
+ * must outlive the event, because Mosquitto ACL-checks the last will right after it), or
+ * OFFLINE for a persistent session (clean_session = 0): Mosquitto keeps that context and
+ * read-checks every message it queues for it, so the entry must keep answering with the
+ * session's token until the client logs in again (which replaces it) or the token is revoked
+ * or expires (which drops it, and with it the queued deliveries); a revoked or expired token
+ * marks a live entry KICKED before the kick; TICK purges CLOSING and KICKED entries.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -54,7 +58,7 @@ enum {
 #define BUCKETS 16384
 #define SHOWN_LEN 96
 
-enum client_state { CLIENT_LIVE, CLIENT_CLOSING, CLIENT_KICKED };
+enum client_state { CLIENT_LIVE, CLIENT_OFFLINE, CLIENT_CLOSING, CLIENT_KICKED };
 
 struct client {
 	struct mosquitto *ctx;
@@ -189,6 +193,20 @@ static int client_add(struct state *st, struct mosquitto *ctx, const char *id,
 	return 0;
 }
 
+/* A persistent session's new login supersedes the entry of its previous, offline context
+ * (Mosquitto moves the session into the new context and frees the old one). */
+static void client_forget_offline(struct state *st, const char *id, const struct mosquitto *keep)
+{
+	struct client *c, *next;
+	if(id == NULL) return;
+	for(c = st->by_id[id_bucket(id)]; c; c = next){
+		next = c->id_next;
+		if(c->state == CLIENT_OFFLINE && c->ctx != keep && !strcmp(c->client_id, id)){
+			client_remove(st, c);
+		}
+	}
+}
+
 /* ---- logging without secrets --------------------------------------------------------- */
 
 static void sha256(const char *text, unsigned char out[EMS_DIGEST_LEN])
@@ -279,7 +297,7 @@ static int load_snapshot(struct state *st, bool initial)
 			ems_token_ref(fresh);
 			ems_token_unref(c->token);
 			c->token = fresh;
-		}else if(c->state == CLIENT_LIVE){
+		}else if(c->state == CLIENT_LIVE || c->state == CLIENT_OFFLINE){
 			c->revoked = true;
 		}
 	}
@@ -319,7 +337,11 @@ static void enforce(struct state *st)
 	free(kick);
 	for(c = st->all; c; c = next){
 		next = c->next;
-		if(c->state != CLIENT_LIVE) client_remove(st, c);
+		if(c->state == CLIENT_LIVE) continue;
+		if(c->state == CLIENT_OFFLINE && !c->revoked && !ems_token_expired(c->token, now)){
+			continue;
+		}
+		client_remove(st, c);
 	}
 }
 
@@ -394,6 +416,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		mosquitto_log_printf(MOSQ_LOG_ERR, TAG "out of memory");
 		return MOSQ_ERR_AUTH;
 	}
+	client_forget_offline(st, id, ev->client);
 	{
 		char what[128];
 		snprintf(what, sizeof(what), "MQTT connection accepted for %s token %s",
@@ -463,7 +486,13 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_disconnect *ev = event_data;
 	struct client *c = client_find(st, ev->client);
 	(void)event;
-	if(c && c->state == CLIENT_LIVE) c->state = CLIENT_CLOSING;
+	if(c && c->state == CLIENT_LIVE){
+		struct client *successor = client_live_by_id(st, c->client_id);
+		/* Taken over by a new login: the session lives on in the new context, not here. */
+		bool moved = successor != NULL && successor != c;
+		c->state = (mosquitto_client_clean_session(ev->client) || moved)
+			? CLIENT_CLOSING : CLIENT_OFFLINE;
+	}
 	return MOSQ_ERR_SUCCESS;
 }
 

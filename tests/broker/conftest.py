@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -11,6 +12,7 @@ import pytest
 from ems_access import AclRule, Role, create_token
 from tests.broker.clients import Client
 from tests.support.ems_broker import EmsBrokerProcess
+from tests.support.ems_mosquitto import EmsMosquittoProcess
 
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 MakeToken: TypeAlias = Callable[..., Awaitable[str]]
@@ -34,12 +36,12 @@ async def make_token(db_pool: Pool) -> MakeToken:
     return make
 
 
-@pytest.fixture
-async def clients(ems_broker: EmsBrokerProcess) -> AsyncIterator[MakeClient]:
+async def _client_maker(port: int) -> AsyncIterator[MakeClient]:
+    """Yield ``make(client_id, **kwargs)``: clients of the broker on ``port``, closed after."""
     made: list[Client] = []
 
     def make(client_id: str, **kwargs: Any) -> Client:
-        client = Client(ems_broker.port, client_id, **kwargs)
+        client = Client(port, client_id, **kwargs)
         made.append(client)
         return client
 
@@ -48,3 +50,28 @@ async def clients(ems_broker: EmsBrokerProcess) -> AsyncIterator[MakeClient]:
     finally:
         for client in made:
             client.close()
+
+
+@pytest.fixture
+async def clients(ems_broker: EmsBrokerProcess) -> AsyncIterator[MakeClient]:
+    async for make in _client_maker(ems_broker.port):
+        yield make
+
+
+@pytest.fixture
+async def mq_clients(ems_mosquitto: EmsMosquittoProcess) -> AsyncIterator[MakeClient]:
+    """Clients of ``ems broker --mosquitto``."""
+    async for make in _client_maker(ems_mosquitto.port):
+        yield make
+
+
+@pytest.fixture
+def mq_token(make_token: MakeToken, ems_mosquitto: EmsMosquittoProcess) -> MakeToken:
+    """A new token, in force in the running Mosquitto."""
+
+    async def make(*args: Any, **kwargs: Any) -> str:
+        token = await make_token(*args, **kwargs)
+        await asyncio.to_thread(ems_mosquitto.wait_synced)
+        return token
+
+    return make

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import pytest
 
 from ems_access import AclRule, create_token, revoke_token, set_acl
 from tests.broker.clients import Client
@@ -17,32 +14,6 @@ from tests.support.ems_mosquitto import EmsMosquittoProcess
 
 POLL_S = 0.05
 POLLS = 600
-
-
-@pytest.fixture
-async def mq_clients(ems_mosquitto: EmsMosquittoProcess) -> AsyncIterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(client_id: str, **kwargs: Any) -> Client:
-        client = Client(ems_mosquitto.port, client_id, **kwargs)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            client.close()
-
-
-@pytest.fixture
-def mq_token(make_token: MakeToken, ems_mosquitto: EmsMosquittoProcess) -> MakeToken:
-    async def make(*args: Any, **kwargs: Any) -> str:
-        token = await make_token(*args, **kwargs)
-        await asyncio.to_thread(ems_mosquitto.wait_synced)
-        return token
-
-    return make
 
 
 def _no_message(client: Client) -> bool:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -16,34 +15,6 @@ from tests.support.ems_mosquitto import EmsMosquittoProcess
 
 MOSQUITTO_SUB = "/usr/bin/mosquitto_sub"
 MOSQUITTO_PUB = "/usr/bin/mosquitto_pub"
-
-
-@pytest.fixture
-async def mq_clients(ems_mosquitto: EmsMosquittoProcess) -> AsyncIterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(client_id: str, **kwargs: Any) -> Client:
-        client = Client(ems_mosquitto.port, client_id, **kwargs)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            client.close()
-
-
-@pytest.fixture
-def mq_token(make_token: MakeToken, ems_mosquitto: EmsMosquittoProcess) -> MakeToken:
-    """A new token, in force in the running Mosquitto."""
-
-    async def make(*args: Any, **kwargs: Any) -> str:
-        token = await make_token(*args, **kwargs)
-        await asyncio.to_thread(ems_mosquitto.wait_synced)
-        return token
-
-    return make
 
 
 async def test_valid_token_with_free_text_username_is_accepted(

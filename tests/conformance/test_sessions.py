@@ -158,3 +158,46 @@ async def test_unacked_messages_survive_a_slow_and_reconnecting_subscriber(
         assert redelivered == [payload for _, _, payload in first]
     finally:
         again.close()
+
+
+async def test_messages_published_while_a_persistent_subscriber_is_away_are_delivered(
+    broker: BrokerUnderTest, tokens: Tokens, clients: MakeClient
+) -> None:
+    """The platform's ingest restarts (or is killed): what devices publish meanwhile waits in
+    its persistent session and arrives, in order, when it logs in again. The broker must
+    read-check those queued messages for a session that has no live connection."""
+    count = 25
+    device = await tokens.make("device", device_id="dev1")
+    service = await tokens.make("service")
+    publisher = clients(broker, "dev1", username="dev1", password=device.token)
+    assert await publisher.connect()
+    login = {"username": "ingest", "password": service.token, "clean_session": False}
+
+    first = RawClient(broker.port, host=broker.host)
+    try:
+        assert await first.connect("ingest", **login) == 0
+        first.send(subscribe_packet("ems/+/telemetry", qos=1))
+        await first.expect(SUBACK)
+    finally:
+        first.close()  # killed: no DISCONNECT
+
+    # Publish only once the broker has noticed the subscriber is gone, so every message is
+    # queued for an offline session rather than sent down the dying socket.
+    await asyncio.sleep(0.5)
+    for n in range(count):
+        await publisher.publish("ems/dev1/telemetry", b"away-%03d" % n)
+
+    back = RawClient(broker.port, host=broker.host)
+    try:
+        assert await back.connect("ingest", **login) == 0
+        assert back.session_present
+        received = []
+        for _ in range(count):
+            message = await back.expect(PUBLISH)
+            _topic, packet_id, payload = message.publish()
+            if packet_id is not None:
+                back.send(puback_packet(packet_id))
+            received.append(payload)
+        assert received == [b"away-%03d" % n for n in range(count)]
+    finally:
+        back.close()

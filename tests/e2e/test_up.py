@@ -15,13 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -31,36 +28,16 @@ import websockets
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ems_access.tokens import generate_token
-from tests.support.ports import free_port
+from tests.e2e.stack import EmsUp, start_ems_up, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 DEVICES = ["sim-01", "sim-02", "sim-03"]
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll until check() returns something truthy; fail with `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 @dataclass
-class Stack:
-    process: subprocess.Popen[str]
-    admin_token: str
-    data_dir: Path
-    mqtt_port: int
-    api_port: int
-    ws_port: int
+class Stack(EmsUp):
     database_url: str = ""
-    output: list[str] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -70,67 +47,24 @@ class Stack:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return httpx.get(self.api + path, headers=headers, timeout=10)
 
-    def text(self) -> str:
-        return "\n".join(self.output)
-
 
 @pytest.fixture(scope="module", params=["amqtt", "mosquitto"])
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    # /tmp, not pytest's 0700 tmp dirs: the embedded PostgreSQL runs as `postgres` when we are root.
-    data_dir = Path(tempfile.mkdtemp(prefix="ems-e2e-", dir="/tmp"))
-    os.chmod(data_dir, 0o711)  # noqa: S103 - traversable by the `postgres` user, not listable
-    admin = generate_token()
-    ports = {name: free_port() for name in ("mqtt", "api", "ws")}
-    env = dict(
-        os.environ,
-        EMS_DATA_DIR=str(data_dir / "state"),
-        EMS_ADMIN_TOKEN=admin,
-        EMS_MQTT_PORT=str(ports["mqtt"]),
-        EMS_API_PORT=str(ports["api"]),
-        EMS_WS_PORT=str(ports["ws"]),
-        EMS_LOG_LEVEL="DEBUG",
-    )
-    env.pop("EMS_DATABASE_URL", None)
-    ems = shutil.which("ems") or str(Path(sys.executable).with_name("ems"))
-    process = subprocess.Popen(
-        [ems, "up", "--devices", str(len(DEVICES)), "--broker", request.param],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    stack = Stack(process, admin, data_dir, ports["mqtt"], ports["api"], ports["ws"])
-    assert process.stdout is not None
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            stack.output.append(line.rstrip())
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    stack = start_ems_up(len(DEVICES), request.param, "ems-e2e-", Stack)
     try:
         wait_for(
             "the `EMS is up.` banner",
-            lambda: "EMS is up." in stack.text() or process.poll() is not None,
+            lambda: "EMS is up." in stack.text() or stack.process.poll() is not None,
             timeout=120,
         )
-        assert process.poll() is None, "ems up exited early:\n" + stack.text()[-5000:]
+        assert stack.process.poll() is None, "ems up exited early:\n" + stack.text()[-5000:]
         match = re.search(r"database\s+(postgresql://\S+)", stack.text())
         assert match, stack.text()
         stack.database_url = match.group(1)
         yield stack
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=5)
-        shutil.rmtree(data_dir, ignore_errors=True)
-    stack.output.append(f"exit code {process.returncode}")
+        stack.close()
+    stack.output.append(f"exit code {stack.process.returncode}")
 
 
 def _fresh_latest(stack: Stack, device_id: str) -> dict[str, Any] | None:

@@ -16,16 +16,10 @@ the access snapshot is written, so "accepts TCP" means "ready".
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -34,43 +28,21 @@ import pytest
 from ems_access.store import export_snapshot
 from ems_broker.mosquitto.snapshot import render_snapshot
 from tests.support.pg import run_sync
-
-START_TIMEOUT_S = 120.0  # the first start on a machine compiles the plugin
-STOP_TIMEOUT_S = 20.0
-START_ATTEMPTS = 3
+from tests.support.processes import ServiceProcess, service_factory
 
 
 class EmsMosquittoError(RuntimeError):
     """The supervised Mosquitto did not start or stop as asked."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass
-class EmsMosquittoProcess:
-    database_url: str
-    env: dict[str, str]
-    workdir: Path
-    host: str = "127.0.0.1"
-    port: int = 0
+class EmsMosquittoProcess(ServiceProcess):
     kind: str = "mosquitto"
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "ems-mosquitto.log"
+    name = "ems broker --mosquitto"
+    log_name = "ems-mosquitto.log"
+    error = EmsMosquittoError
+    start_timeout_s = 120.0  # the first start on a machine compiles the plugin
 
     @property
     def state_dir(self) -> Path:
@@ -80,8 +52,17 @@ class EmsMosquittoProcess:
     def snapshot_path(self) -> Path:
         return self.state_dir / "access.snapshot"
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "ems_cli", "broker", "--mosquitto", "--log-level", "INFO"]
+
+    def process_env(self) -> dict[str, str]:
+        env = {
+            "EMS_DATA_DIR": str(self.workdir),
+            "EMS_MOSQUITTO_DIR": str(self.state_dir),
+            **super().process_env(),
+        }
+        env.pop("EMS_BROKER", None)
+        return env
 
     def wait_synced(self, timeout: float = 30.0) -> None:
         """Block until the plugin enforces exactly what the database holds now."""
@@ -106,59 +87,6 @@ class EmsMosquittoProcess:
             time.sleep(0.02)
         raise EmsMosquittoError(f"access snapshot not in force after {timeout} s")
 
-    def start(self) -> None:
-        for _ in range(START_ATTEMPTS):
-            self.port = _free_port()
-            if self._start_once():
-                return
-        raise EmsMosquittoError(f"ems broker --mosquitto did not start:\n{self.logs()[-4000:]}")
-
-    def _start_once(self) -> bool:
-        env = {
-            **os.environ,
-            "EMS_DATA_DIR": str(self.workdir),
-            "EMS_MOSQUITTO_DIR": str(self.state_dir),
-            **self.env,
-            "EMS_DATABASE_URL": self.database_url,
-            "EMS_MQTT_HOST": self.host,
-            "EMS_MQTT_PORT": str(self.port),
-        }
-        env.pop("EMS_BROKER", None)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ems_cli", "broker", "--mosquitto", "--log-level", "INFO"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False  # e.g. the port was taken in the meantime: try another
-            if _accepts(self.host, self.port):
-                return True
-            time.sleep(0.05)
-        self.stop()
-        raise EmsMosquittoError(
-            f"ems broker --mosquitto not ready in {START_TIMEOUT_S} s:\n{self.logs()[-4000:]}"
-        )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
-            raise EmsMosquittoError("ems broker --mosquitto ignored SIGTERM") from None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
 
 async def _export(database_url: str) -> str:
     conn = await asyncpg.connect(database_url)
@@ -170,28 +98,7 @@ async def _export(database_url: str) -> str:
 
 @pytest.fixture
 def ems_mosquitto_factory(database_url: str) -> Iterator[Callable[..., EmsMosquittoProcess]]:
-    started: list[EmsMosquittoProcess] = []
-    workdir = Path(tempfile.mkdtemp(prefix="ems-mosquitto-"))
-
-    def start(**env: str) -> EmsMosquittoProcess:
-        broker = EmsMosquittoProcess(database_url, env, workdir / str(len(started)))
-        broker.workdir.mkdir()
-        started.append(broker)
-        broker.start()
-        return broker
-
-    try:
-        yield start
-    finally:
-        errors = []
-        for broker in started:
-            try:
-                broker.stop()
-            except EmsMosquittoError as exc:
-                errors.append(exc)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if errors:
-            raise errors[0]
+    yield from service_factory(EmsMosquittoProcess, database_url, "ems-mosquitto-")
 
 
 @pytest.fixture

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import signal
 import sys
 
-from pydantic import ValidationError
-
 from ems_broker.app import serve
+from ems_broker.cli import (
+    broker_parser,
+    configure_logging,
+    load_settings,
+    serve_until_signalled,
+)
 from ems_broker.settings import BrokerSettings
 
 _EPILOG = """\
@@ -35,57 +37,21 @@ device id as client id and username.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ems_broker",
-        description="EMS MQTT broker: amqtt with token authentication and per-token topic ACLs.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--host", help="listen address (EMS_MQTT_HOST)")
-    parser.add_argument("--port", type=int, help="listen port (EMS_MQTT_PORT)")
-    parser.add_argument("--max-packet", type=int, help="largest packet (EMS_MQTT_MAX_PACKET)")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    return parser
-
-
-async def _run(settings: BrokerSettings) -> None:
-    task = asyncio.create_task(serve(settings), name="ems-broker")
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        logging.getLogger("ems_broker").info("broker stopped")
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    args = broker_parser(
+        "python -m ems_broker",
+        "EMS MQTT broker: amqtt with token authentication and per-token topic ACLs.",
+        _EPILOG,
+    ).parse_args(argv)
+    configure_logging(args.log_level)
     if args.log_level != "DEBUG":
         # amqtt logs every connection and state change at INFO; our own lines say what matters.
         for noisy in ("amqtt", "transitions"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    overrides = {
-        name: value
-        for name, value in (
-            ("mqtt_host", args.host),
-            ("mqtt_port", args.port),
-            ("mqtt_max_packet", args.max_packet),
-        )
-        if value is not None
-    }
-    try:
-        settings = BrokerSettings(**overrides)
-    except ValidationError as exc:
-        logging.getLogger("ems_broker").error("invalid configuration: %s", exc)
+    settings = load_settings(BrokerSettings, args, "ems_broker")
+    if settings is None:
         return 2
-    asyncio.run(_run(settings))
+    asyncio.run(serve_until_signalled(serve(settings), "ems-broker", "ems_broker"))
     return 0
 
 

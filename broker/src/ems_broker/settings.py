@@ -12,8 +12,9 @@ MIB = 1024 * 1024
 MQTT_PACKET_LIMIT = 268_435_455
 
 
-class BrokerSettings(BaseSettings):
-    """EMS_DATABASE_URL is required; everything else has a working default."""
+class BaseBrokerSettings(BaseSettings):
+    """What both brokers (built-in and Mosquitto) read: EMS_DATABASE_URL is required,
+    everything else has a working default."""
 
     model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
 
@@ -25,9 +26,6 @@ class BrokerSettings(BaseSettings):
     mqtt_max_packet: int = Field(
         MIB, ge=1024, le=MQTT_PACKET_LIMIT, description="largest MQTT packet accepted, bytes"
     )
-    mqtt_connect_timeout: float = Field(
-        10.0, gt=0, description="seconds a new connection may take to send its CONNECT"
-    )
     mqtt_max_queued: int = Field(
         100_000,
         ge=1,
@@ -37,10 +35,6 @@ class BrokerSettings(BaseSettings):
     mqtt_session_expiry: int = Field(
         86_400, ge=1, description="seconds an offline persistent session is kept"
     )
-    access_cache_ttl: float = Field(
-        60.0, gt=0, description="seconds a token lookup is trusted without a NOTIFY"
-    )
-    db_pool_size: int = Field(4, ge=2, description="database connections (one listens)")
     auth_fail_limit: int = Field(
         DEFAULT_LIMIT,
         ge=0,
@@ -49,3 +43,16 @@ class BrokerSettings(BaseSettings):
     auth_fail_window: float = Field(
         DEFAULT_WINDOW_S, gt=0, description="seconds over which failed logins are counted"
     )
+
+
+class BrokerSettings(BaseBrokerSettings):
+    """The built-in broker's settings. EMS_DATABASE_URL is required; everything else has a
+    working default."""
+
+    mqtt_connect_timeout: float = Field(
+        10.0, gt=0, description="seconds a new connection may take to send its CONNECT"
+    )
+    access_cache_ttl: float = Field(
+        60.0, gt=0, description="seconds a token lookup is trusted without a NOTIFY"
+    )
+    db_pool_size: int = Field(4, ge=2, description="database connections (one listens)")

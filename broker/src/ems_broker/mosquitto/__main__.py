@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import signal
 import sys
 
-from pydantic import ValidationError
-
+from ems_broker.cli import (
+    broker_parser,
+    configure_logging,
+    load_settings,
+    serve_until_signalled,
+)
 from ems_broker.mosquitto.plugin_build import PluginBuildError
 from ems_broker.mosquitto.settings import MosquittoSettings
 from ems_broker.mosquitto.supervisor import MosquittoError, serve
@@ -38,32 +40,10 @@ device id as client id and username. Token changes apply live (NOTIFY ems_access
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ems broker --mosquitto",
-        description="Mosquitto with the EMS auth plugin: EMS tokens and per-token topic ACLs.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--host", help="listen address (EMS_MQTT_HOST)")
-    parser.add_argument("--port", type=int, help="listen port (EMS_MQTT_PORT)")
-    parser.add_argument("--max-packet", type=int, help="largest packet (EMS_MQTT_MAX_PACKET)")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    return parser
-
-
 async def _run(settings: MosquittoSettings) -> int:
-    task = asyncio.create_task(serve(settings), name="ems-mosquitto")
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
     log = logging.getLogger("ems_broker.mosquitto")
     try:
-        await task
-    except asyncio.CancelledError:
-        log.info("broker stopped")
+        await serve_until_signalled(serve(settings), "ems-mosquitto", "ems_broker.mosquitto")
     except (MosquittoError, PluginBuildError, ExceptionGroup) as exc:
         failures = _leaves(exc)
         if not all(isinstance(e, MosquittoError | PluginBuildError) for e in failures):
@@ -81,23 +61,14 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    overrides = {
-        name: value
-        for name, value in (
-            ("mqtt_host", args.host),
-            ("mqtt_port", args.port),
-            ("mqtt_max_packet", args.max_packet),
-        )
-        if value is not None
-    }
-    try:
-        settings = MosquittoSettings(**overrides)
-    except ValidationError as exc:
-        logging.getLogger("ems_broker.mosquitto").error("invalid configuration: %s", exc)
+    args = broker_parser(
+        "ems broker --mosquitto",
+        "Mosquitto with the EMS auth plugin: EMS tokens and per-token topic ACLs.",
+        _EPILOG,
+    ).parse_args(argv)
+    configure_logging(args.log_level)
+    settings = load_settings(MosquittoSettings, args, "ems_broker.mosquitto")
+    if settings is None:
         return 2
     return asyncio.run(_run(settings))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from ems_broker.settings import MIB, MQTT_PACKET_LIMIT
+from ems_access.ratelimit import DEFAULT_WINDOW_S
+from ems_broker.settings import BaseBrokerSettings
 
 MOSQUITTO_BIN = Path("/usr/sbin/mosquitto")
 
@@ -25,28 +25,15 @@ def _default_plugin_cache() -> Path:
     return Path(base) / "ems" / "mosquitto-plugin"
 
 
-class MosquittoSettings(BaseSettings):
-    """EMS_DATABASE_URL is required; everything else has a working default."""
+class MosquittoSettings(BaseBrokerSettings):
+    """EMS_DATABASE_URL is required; everything else has a working default.
 
-    model_config = SettingsConfigDict(env_prefix="EMS_", extra="ignore")
+    ``mqtt_max_queued`` is Mosquitto's max_queued_messages (its own default of 1000 drops
+    messages a slow subscriber has not read yet, after the publisher got its PUBACK).
+    """
 
-    database_url: SecretStr = Field(
-        description="PostgreSQL URL of the EMS database (tokens and ACL rules live there)"
-    )
-    mqtt_host: str = Field("127.0.0.1", description="address the MQTT listener binds to")
-    mqtt_port: int = Field(1883, ge=0, le=65535, description="MQTT TCP port (0: a free port)")
-    mqtt_max_packet: int = Field(
-        MIB, ge=1024, le=MQTT_PACKET_LIMIT, description="largest MQTT packet accepted, bytes"
-    )
     mqtt_max_keepalive: int = Field(
         65535, ge=10, le=65535, description="largest keepalive a client may ask for, seconds"
-    )
-    mqtt_max_queued: int = Field(
-        100_000,
-        ge=1,
-        description="QoS 1 messages queued per client beyond those in flight (Mosquitto's "
-        "max_queued_messages; its default of 1000 drops messages a slow subscriber has not "
-        "read yet, after the publisher got its PUBACK)",
     )
     mqtt_max_inflight: int = Field(
         1000,
@@ -57,8 +44,12 @@ class MosquittoSettings(BaseSettings):
         "database commit, so this caps how much one commit can carry: keep it at least twice "
         "EMS_INGEST_BATCH_ROWS",
     )
+    # Stricter bounds than the built-in broker's.
     mqtt_session_expiry: int = Field(
         86_400, ge=3600, description="seconds an offline persistent session is kept"
+    )
+    auth_fail_window: float = Field(
+        DEFAULT_WINDOW_S, ge=1, description="seconds over which failed logins are counted"
     )
     data_dir: Path = Field(default_factory=_default_data_dir, description="EMS state directory")
     mosquitto_dir: Path | None = Field(
@@ -74,10 +65,6 @@ class MosquittoSettings(BaseSettings):
     access_refresh: float = Field(
         30.0, gt=0, description="seconds between full re-exports of the access snapshot"
     )
-    auth_fail_limit: int = Field(
-        10, ge=0, description="failed MQTT logins per address and window (0: no limit)"
-    )
-    auth_fail_window: float = Field(60.0, ge=1, description="window of that limit, seconds")
 
     @property
     def state_dir(self) -> Path:
