@@ -12,16 +12,19 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
+from ems_access.store import ensure_token
 from ems_access.tokens import generate_token
+from ems_platform.admin.devices import add_device
 from ems_platform.core.db import Pool, open_pool
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.ingest.metrics import IngestMetrics
@@ -138,26 +141,41 @@ async def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: 
         await eventually(ready)
 
 
+@pytest.mark.parametrize("broker_kind", ["mosquitto", "ems-mosquitto"])
 async def test_ingest_sigkilled_under_load_and_restarted_stores_every_sample_once(
-    database_url: str, pool: Pool, mosquitto_factory: MosquittoFactory, tmp_path: Path
+    broker_kind: str,
+    database_url: str,
+    pool: Pool,
+    mosquitto_factory: MosquittoFactory,
+    ems_mosquitto_factory: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
-    # Plain Mosquitto: with the EMS plugin's broker (persistence on) the restarted session
-    # stalled after ~100 redelivered messages in this test; under investigation (README).
-    broker = mosquitto_factory(config_extra=BROKER_CONFIG)
+    """Plain Mosquitto, and Mosquitto with the EMS plugin (tokens, ACLs, persistence): the
+    killed ingest's persistent session keeps what devices publish while it is gone."""
     devices = [f"kill-{n}" for n in range(4)]
+    service_token = generate_token()
+    tokens: dict[str, str] = {}
+    if broker_kind == "mosquitto":
+        broker: Any = mosquitto_factory(config_extra=BROKER_CONFIG)
+    else:
+        for device_id in devices:
+            _, tokens[device_id] = await add_device(pool, device_id)
+        await ensure_token(pool, service_token, role="service", label="resilience test")
+        broker = ems_mosquitto_factory()
+        await asyncio.to_thread(broker.wait_synced)
     port = free_port()
     env = {
         "EMS_DATABASE_URL": database_url,
         "EMS_MQTT_HOST": broker.host,
         "EMS_MQTT_PORT": str(broker.port),
-        "EMS_SERVICE_TOKEN": generate_token(),
+        "EMS_SERVICE_TOKEN": service_token,
         "EMS_API_PORT": str(port),
         "EMS_INGEST_CLIENT_ID": "ingest-killed",
         "EMS_INGEST_FLUSH_MS": "50",
         "EMS_RECONNECT_MAX_S": "1",
     }
     log_path = tmp_path / "platform.log"
-    fleet = Fleet(broker.host, broker.port, devices, period=0.02)
+    fleet = Fleet(broker.host, broker.port, devices, period=0.02, tokens=tokens)
     with platform_process(env, log_path) as first:
         await wait_ready(f"http://127.0.0.1:{port}", first, log_path)
         fleet.start()
