@@ -243,3 +243,70 @@ def _samples(messages: list[Received]) -> list[Any]:
     for message in messages:
         out.extend(parse_telemetry("dev1", message.payload).samples)
     return out
+
+
+async def test_a_replay_ack_during_the_goodbye_leaves_offline_retained(
+    tmp_path: Path, mosquitto_broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the backlog replays: the last replay PUBACK lands while the offline status
+    is being sent. Its "backlog drained" republish used to put a retained online status behind
+    the offline one, and the clean DISCONNECT then dropped the will: online forever."""
+    settings = agent_settings(tmp_path, mosquitto_broker, device_interval=3600.0)
+    db = DeviceDb(settings.db_path)
+    outbox = Outbox(db)
+    now = time.time()
+    for seq in range(3):
+        outbox.append(_sample_payload(seq, now), now)
+    db.close()
+
+    observer = MqttObserver(mosquitto_broker.port, [STATUS])
+    agent = Agent(settings)
+    await agent.start()
+    try:
+        # Hold every PUBACK back from the agent until the offline status is handed to paho.
+        held: list[int] = []
+        deliver = agent.published
+        monkeypatch.setattr(agent, "published", held.append)
+        publish = agent.link.publish
+
+        def publish_then_release(
+            topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        ) -> int | None:
+            mid = publish(topic, payload, qos=qos, retain=retain)
+            if topic == STATUS and Status.model_validate_json(payload).state == "offline":
+                monkeypatch.setattr(agent, "published", deliver)
+                for late in held:
+                    deliver(late)
+            return mid
+
+        monkeypatch.setattr(agent.link, "publish", publish_then_release)
+        await observer.wait_for(
+            lambda got: any(Status.model_validate_json(m.payload).backlog for m in got),
+            what="online status with a backlog",
+        )
+        await eventually(
+            lambda: agent.backlog > 0 and agent.publisher.inflight_rows == agent.backlog,
+            what="the whole backlog in flight",
+        )
+    finally:
+        await agent.stop()
+        observer.close()
+    assert held, "no PUBACK was held back"
+    status = await retained_status(mosquitto_broker)
+    assert status.state == "offline" and status.reason == "shutdown"
+
+
+def _sample_payload(seq: int, ts: float) -> bytes:
+    reading = {
+        "voltage_rms": 230.0,
+        "current_rms": 1.0,
+        "power_watt": 220.0,
+        "power_var": 20.0,
+        "power_va": 230.0,
+        "power_factor": 0.95,
+        "voltage_thd": 1.0,
+        "current_thd": 3.0,
+        "energy_kwh": 10.0,
+    }
+    body = {"v": 1, "ts": int(ts * 1000), "seq": seq, "boot": "oldboot", "phases": {"A": reading}}
+    return json.dumps(body).encode()

@@ -253,6 +253,12 @@ class Agent:
             self.publish_status()
 
     def publish_status(self) -> None:
+        # Once stopping, the goodbye's offline status must stay the last (retained) one: a
+        # telemetry PUBACK, a command or a reconnect arriving while it is sent must not put
+        # "online" back on the broker behind it (the clean DISCONNECT drops the last will).
+        if self._stop.is_set():
+            log.debug("stopping: not republishing the online status")
+            return
         try:
             relays = self.relay.states()
         except RelayError as exc:
