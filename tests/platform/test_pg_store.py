@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +17,7 @@ from ems_platform.ingest.envelope import Envelope, Incoming
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.metrics import IngestMetrics
 from ems_platform.ingest.pg_store import PgReadingStore
-from ems_platform.ingest.store import BatchRejectedError
+from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
 from tests.platform.payloads import BASE_TS, encode, sample
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -171,3 +172,30 @@ async def test_refused_message_is_isolated_and_quarantined(pool: Pool) -> None:
         ("accepted", None),
         ("quarantined", STORE_REJECTED),
     ]
+
+
+class _BrokenPool:
+    """Stands in for a pool whose connection broke mid-operation (pure-logic unit test)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def acquire(self) -> object:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+        asyncpg.CannotConnectNowError("the database system is shutting down"),
+        ConnectionRefusedError(111, "Connect call failed"),
+    ],
+)
+async def test_connection_failures_are_transient_not_fatal(error: BaseException) -> None:
+    """A database going away mid-batch must make the batcher retry, never stop the ingest."""
+    store = PgReadingStore(_BrokenPool(error))  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailableError):
+        await store.write([])

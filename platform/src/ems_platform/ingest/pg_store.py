@@ -95,7 +95,15 @@ WHERE device_id = $1 AND phase = $2 AND ts = $3
 
 #: Errors about the data itself; anything else (connection, shutdown, locks) is transient.
 _POISON = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-_TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: asyncpg's "another operation is in progress" when the server goes
+# away mid-transaction (seen while PostgreSQL shuts down) - the connection, not the data.
+_TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 def _credit(batch: Sequence[Envelope], inserted: set[tuple[str, str, datetime]]) -> list[int]:
