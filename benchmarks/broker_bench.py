@@ -12,13 +12,11 @@ import argparse
 import asyncio
 import logging
 import os
-import platform
 import resource
 import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +184,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             _remove(workdir)
     return {
-        "benchmark": "broker",
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-        },
+        **report.run_header("broker", started),
         "settings": {
             "brokers": args.brokers,
             "messages": args.messages,

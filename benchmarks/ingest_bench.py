@@ -15,11 +15,9 @@ import argparse
 import asyncio
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -195,14 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             _remove(workdir)
     return {
-        "benchmark": "ingest",
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(time.monotonic() - started, 1),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-        },
+        **report.run_header("ingest", started),
         "database": "LocalCluster durable=True (fsync on, synchronous_commit on)",
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "log_level")}
         | {

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +105,17 @@ def table(results: dict[str, dict[str, Any]], levels: list[int]) -> str:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def run_header(benchmark: str, started: float) -> dict[str, Any]:
+    """What every result file starts with: which benchmark, when, how long, on what."""
+    return {
+        "benchmark": benchmark,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+        },
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -29,6 +29,8 @@ from ems_platform.ingest.envelope import (
     ReadingRow,
     StatusUpdate,
 )
+
+_Control = TypeVar("_Control", Status, Ack)
 
 #: Status and ack payloads are tiny; anything this big is a mistake or an attack.
 MAX_CONTROL_BYTES = 16 * 1024
@@ -107,16 +109,24 @@ class Judge:
             return _problem(data)
         return data
 
-    def _status(self, incoming: Incoming, device_id: str) -> Envelope:
-        envelope = Envelope(incoming, MessageKind.STATUS, device_id)
+    def _control(
+        self, incoming: Incoming, envelope: Envelope, model: type[_Control], reason: RejectReason
+    ) -> _Control | None:
+        """A status or an ack, validated; or None with the problem noted on the envelope."""
         data = self._control_object(incoming)
         if isinstance(data, Problem):
             envelope.problems.append(data)
-            return envelope
+            return None
         try:
-            status = Status.model_validate(data)
+            return model.model_validate(data)
         except ValidationError as exc:
-            envelope.problems.append(Problem(RejectReason.INVALID_STATUS.value, describe(exc)))
+            envelope.problems.append(Problem(reason.value, describe(exc)))
+            return None
+
+    def _status(self, incoming: Incoming, device_id: str) -> Envelope:
+        envelope = Envelope(incoming, MessageKind.STATUS, device_id)
+        status = self._control(incoming, envelope, Status, RejectReason.INVALID_STATUS)
+        if status is None:
             return envelope
         envelope.status = StatusUpdate(
             device_id=device_id,
@@ -130,14 +140,8 @@ class Judge:
 
     def _ack(self, incoming: Incoming, device_id: str) -> Envelope:
         envelope = Envelope(incoming, MessageKind.ACK, device_id)
-        data = self._control_object(incoming)
-        if isinstance(data, Problem):
-            envelope.problems.append(data)
-            return envelope
-        try:
-            ack = Ack.model_validate(data)
-        except ValidationError as exc:
-            envelope.problems.append(Problem(RejectReason.INVALID_ACK.value, describe(exc)))
+        ack = self._control(incoming, envelope, Ack, RejectReason.INVALID_ACK)
+        if ack is None:
             return envelope
         envelope.ack = AckUpdate(
             device_id=device_id,
