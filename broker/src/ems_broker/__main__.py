@@ -23,7 +23,7 @@ configuration comes from the environment:
   EMS_MQTT_PORT              listen port (default 1883; 0 picks a free port)
   EMS_MQTT_MAX_PACKET        largest accepted MQTT packet in bytes (default 1048576)
   EMS_MQTT_CONNECT_TIMEOUT   seconds allowed between TCP connect and CONNECT (default 10)
-  EMS_MQTT_MAX_QUEUED        messages kept per offline persistent session (default 1000)
+  EMS_MQTT_MAX_QUEUED        QoS 1 messages queued per session (default 100000)
   EMS_MQTT_SESSION_EXPIRY    seconds an offline persistent session is kept (default 86400)
   EMS_ACCESS_CACHE_TTL       seconds a token lookup is trusted without NOTIFY (default 60)
   EMS_DB_POOL_SIZE           database connections (default 4)

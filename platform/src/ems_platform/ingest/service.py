@@ -59,7 +59,6 @@ class Ingest:
         self.batcher.on_committed = self.source.acknowledge
         metrics.track_acks(self.source.acknowledge)
         self._batcher_task: asyncio.Task[None] | None = None
-        self._retry_cap = retry_cap
         self._shutdown_timeout = shutdown_timeout
         self._task: asyncio.Task[None] | None = None
 
