@@ -11,12 +11,19 @@ the broker redelivers what we had not acknowledged, and an old mid may name anot
 message. Each handle therefore carries the generation of its connection, and handles of an
 earlier connection are never acked (their redelivery is stored as a duplicate and acked).
 
-This is the one place that touches paho through aiomqtt's private ``_client`` (pinned <3).
+A committed batch's PUBACKs go out as one write: paho's ``ack`` queues one packet (and wakes
+its writer) per message, which under load cost a syscall or two per message. The PUBACKs are
+encoded here and handed to paho's output queue as one buffer, so they stay in order with
+whatever else paho sends (PINGREQ, SUBSCRIBE).
+
+This is the one place that touches paho through aiomqtt's private ``_client`` and paho's
+private ``_packet_queue`` (both pinned <3).
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +31,8 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
+
+_PUBACK = struct.Struct("!BBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +72,7 @@ class Acknowledger:
         self._paho = None
         self.outstanding = 0
 
-    def handle(self, message: aiomqtt.Message) -> PahoAck | None:
+    def handle(self, message: mqtt.MQTTMessage) -> PahoAck | None:
         """The handle of a message just taken from the queue; None if it needs no ack."""
         if message.qos == 0:
             return None
@@ -72,16 +81,30 @@ class Acknowledger:
 
     def __call__(self, handles: Sequence[object]) -> None:
         """``BatchWriter.on_committed``: handles arrive in delivery order, as MQTT wants."""
+        packets = bytearray()
+        count = 0
         for handle in handles:
             if not isinstance(handle, PahoAck):
                 continue
             if self._paho is None or handle.generation != self.generation:
                 self.stale += 1
                 continue
-            rc = self._paho.ack(handle.mid, handle.qos)
-            self.outstanding = max(0, self.outstanding - 1)
-            if rc == mqtt.MQTT_ERR_SUCCESS:
-                self.acked += 1
+            if handle.qos == 1:
+                packets += _PUBACK.pack(mqtt.PUBACK, 2, handle.mid)
+                count += 1
+            elif self._paho.ack(handle.mid, handle.qos) == mqtt.MQTT_ERR_SUCCESS:
+                self._sent(1)
             else:
-                # The link is going down; the broker will redeliver, and the loop logs the drop.
                 self.stale += 1
+        if not count or self._paho is None:
+            return
+        rc = self._paho._packet_queue(mqtt.PUBACK, bytes(packets), 0, 0)
+        if rc == mqtt.MQTT_ERR_SUCCESS:
+            self._sent(count)
+        else:
+            # The link is going down; the broker will redeliver, and the loop logs the drop.
+            self.stale += count
+
+    def _sent(self, count: int) -> None:
+        self.outstanding = max(0, self.outstanding - count)
+        self.acked += count

@@ -76,12 +76,19 @@ class BatchWriter:
         return len(self._pending)
 
     async def add(self, envelope: Envelope) -> None:
+        await self.add_many((envelope,))
+
+    async def add_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Queue envelopes in order; waits whenever the next batch is full."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._rows < self._max_rows)
-            if not self._pending:
-                self._first_at = time.monotonic()
-            self._pending.append(envelope)
-            self._rows += envelope.weight
+            for envelope in envelopes:
+                if self._rows >= self._max_rows:
+                    self._changed.notify_all()
+                    await self._changed.wait_for(lambda: self._rows < self._max_rows)
+                if not self._pending:
+                    self._first_at = time.monotonic()
+                self._pending.append(envelope)
+                self._rows += envelope.weight
             self._changed.notify_all()
 
     async def run(self) -> None:

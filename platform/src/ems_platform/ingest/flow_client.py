@@ -8,7 +8,15 @@ broker has one (amqtt does not). So above a high-water mark we stop reading the 
 flow control then holds messages back at the broker, which still owns them (not yet
 PUBACKed). Below the low-water mark reading resumes.
 
-This reaches into aiomqtt 2.x internals (pinned ``<3``): the socket-open hook and the queue.
+It also reads in bulk. paho reads a packet with three or four ``recv`` calls (command byte,
+each remaining-length byte, body) and aiomqtt's reader callback reads one packet per wake-up,
+so every message cost several syscalls and an event-loop turn. Here paho's ``recv`` is served
+from a buffer filled by one ``recv`` of up to 256 KiB, and a wake-up parses every complete
+packet in it. Messages are queued as paho's own ``MQTTMessage`` (aiomqtt's ``Message``
+wrapper re-validates the topic per message, which the ingest does not need).
+
+This reaches into aiomqtt 2.x and paho 2.x internals (pinned ``<3``): the socket hooks,
+``on_message``, paho's ``_sock_recv`` and the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +33,45 @@ from aiomqtt.types import PahoSocket
 log = logging.getLogger(__name__)
 
 
-class FlowQueue(asyncio.Queue[aiomqtt.Message]):
+#: One ``recv`` reads up to this much; a 600-byte message means ~400 messages per syscall.
+READ_CHUNK = 256 * 1024
+
+
+class BufferedRecv:
+    """paho's ``_sock_recv`` served from a buffer, so a packet costs no syscall of its own."""
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv
+        self._data = b""
+        self._pos = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._data) - self._pos
+
+    def reset(self) -> None:
+        self._data = b""
+        self._pos = 0
+
+    def __call__(self, size: int) -> bytes:
+        if self._pos >= len(self._data):
+            # BlockingIOError (no data yet) and OSError reach paho as from the socket itself.
+            data = self._recv(max(size, READ_CHUNK))
+            if len(data) <= size:
+                return data
+            self._data, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + size, len(self._data))
+        return self._data[start : self._pos]
+
+
+def _tls_pending(client: mqtt.Client) -> bool:
+    """Decrypted bytes an SSL socket holds, which wake no reader (paho issue 131)."""
+    pending = getattr(client._sock, "pending", None)
+    return pending is not None and pending() > 0
+
+
+class FlowQueue(asyncio.Queue[mqtt.MQTTMessage]):
     """Never refuses an item (refusing would drop it); reports crossing its watermarks."""
 
     high_water = 0
@@ -33,12 +79,12 @@ class FlowQueue(asyncio.Queue[aiomqtt.Message]):
     on_high: Callable[[], None] | None = None
     on_low: Callable[[], None] | None = None
 
-    def _put(self, item: aiomqtt.Message) -> None:
+    def _put(self, item: mqtt.MQTTMessage) -> None:
         super()._put(item)
         if self.on_high is not None and self.qsize() >= self.high_water:
             self.on_high()
 
-    def _get(self) -> aiomqtt.Message:
+    def _get(self) -> mqtt.MQTTMessage:
         item = super()._get()
         if self.on_low is not None and self.qsize() <= self.low_water:
             self.on_low()
@@ -56,6 +102,9 @@ class FlowControlledClient(aiomqtt.Client):
         queue.on_high = self.pause_reading
         queue.on_low = self.resume_reading
         self._fd: int | None = None
+        self._recv = BufferedRecv(self._client._sock_recv)
+        # An instance attribute shadows paho's method: every read of paho's goes through it.
+        setattr(self._client, "_sock_recv", self._recv)  # noqa: B010
         self.paused = False
         self.on_pause_change: Callable[[bool], None] | None = None
 
@@ -63,10 +112,13 @@ class FlowControlledClient(aiomqtt.Client):
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def take_nowait(self) -> aiomqtt.Message | None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._queue.put_nowait(message)  # type: ignore[arg-type]
+
+    def take_nowait(self) -> mqtt.MQTTMessage | None:
         """A message left in the queue (after a disconnect, say), or None."""
         try:
-            return self._queue.get_nowait()
+            return self._queue.get_nowait()  # type: ignore[return-value]
         except asyncio.QueueEmpty:
             return None
 
@@ -93,14 +145,23 @@ class FlowControlledClient(aiomqtt.Client):
         self.paused = False
         if self._fd is not None:
             self._loop.add_reader(self._fd, self._read_ready)
+            if self._recv.pending:
+                # Bytes already read from the socket wake no reader; parse them now.
+                self._loop.call_soon(self._read_ready)
         log.info("MQTT reads resumed")
         if self.on_pause_change is not None:
             self.on_pause_change(False)
 
     def _read_ready(self) -> None:
-        # Mirrors aiomqtt's own reader callback, which cannot be re-registered from outside.
+        # Replaces aiomqtt's reader callback: one packet per loop_read, every complete packet
+        # already read, but no more once the queue is full (the rest waits in the buffer).
         try:
-            self._client.loop_read()
+            while True:
+                self._client.loop_read()
+                if self.paused or self._fd is None:
+                    break
+                if not self._recv.pending and not _tls_pending(self._client):
+                    break
         except Exception as exc:
             if not self._disconnected.done():
                 self._disconnected.set_exception(exc)
@@ -113,8 +174,11 @@ class FlowControlledClient(aiomqtt.Client):
 
     def _socket_opened(self, fd: int) -> None:
         self._fd = fd
+        self._recv.reset()
         if self.paused:
             self._loop.remove_reader(fd)
+        else:
+            self._loop.add_reader(fd, self._read_ready)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         super()._on_socket_close(client, userdata, sock)
@@ -125,14 +189,26 @@ class FlowControlledClient(aiomqtt.Client):
         if self._disconnected.done() and not self._disconnected.cancelled():
             self._disconnected.exception()
 
-    async def next_message(self, end: asyncio.Event) -> aiomqtt.Message | None:
-        """The next message; None once ``end`` is set; MqttError when the link drops.
+    async def next_batch(self, end: asyncio.Event, limit: int) -> list[mqtt.MQTTMessage] | None:
+        """The messages waiting (at least one, at most ``limit``), in arrival order; None once
+        ``end`` is set; MqttError when the link drops.
 
-        Unlike ``Client.messages`` this lets a session end *between* messages, so a message
+        Unlike ``Client.messages`` this lets a session end *between* batches, so a message
         taken from the queue is never abandoned half-handled.
         """
         if end.is_set():
             return None
+        first = self.take_nowait()
+        if first is None:
+            first = await self._next_message(end)
+            if first is None:
+                return None
+        batch = [first]
+        while len(batch) < limit and (message := self.take_nowait()) is not None:
+            batch.append(message)
+        return batch
+
+    async def _next_message(self, end: asyncio.Event) -> mqtt.MQTTMessage | None:
         getter = asyncio.ensure_future(self._queue.get())
         ender = asyncio.ensure_future(end.wait())
         try:
@@ -144,7 +220,7 @@ class FlowControlledClient(aiomqtt.Client):
             if not getter.done():
                 getter.cancel()
         if getter in done:
-            return getter.result()
+            return getter.result()  # type: ignore[return-value]
         if self._disconnected in done:
             raise aiomqtt.MqttError("disconnected") from self._disconnected.exception()
         return None

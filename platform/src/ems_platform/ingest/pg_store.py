@@ -1,16 +1,26 @@
-"""The real ReadingStore: one transaction per batch, COPY into staging, idempotent insert.
+"""The real ReadingStore: one transaction per batch, rows COPYed straight into the table.
 
 Quality is computed here, against the database, inside the batch's transaction: each
 device's advisory lock (taken in one global order, so two workers never deadlock) makes the
 rows read and the rows written one consistent step, whichever worker the broker handed a
 device's samples to and however often the process restarted.
+
+Under that lock the plan knows exactly which rows are new (it has the newest stored row of
+every series and the stored neighbours of every older row), so new rows are COPYed into
+``energy_readings`` directly: no staging table, no ``ON CONFLICT``, no ``RETURNING``.
+The newest stored row per series is remembered between batches (``Heads``) and trusted only
+while ``devices.readings_version`` still holds the value this worker's last commit gave it
+(migration 0002); otherwise it is read again. Should the direct COPY still meet a stored
+key (a writer that bypassed both), the batch is retried the defensive way: staging table and
+``INSERT ... ON CONFLICT DO NOTHING``, with nothing remembered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +32,8 @@ from ems_platform.ingest.deltas import QualityRules
 from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow
 from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
 from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 # Lives for the connection's lifetime; ON COMMIT DELETE ROWS empties it after every batch.
 _CREATE_STAGE = """
@@ -45,9 +57,17 @@ ON CONFLICT (device_id, phase, ts) DO NOTHING
 RETURNING device_id, phase, ts
 """
 _RAW_COLUMNS = ("received_at", "topic", "device_id", "payload", "verdict", "reason", "detail")
-_LAST_SEEN = """
-UPDATE devices SET last_seen = GREATEST(last_seen, $2) WHERE device_id = $1
+# One statement for every device with readings in the batch: last seen, and a new version
+# that tells other workers their memory of this device's newest readings is out of date.
+_TOUCH = """
+UPDATE devices AS d
+SET last_seen = GREATEST(d.last_seen, u.seen),
+    readings_version = nextval('readings_version_seq')
+FROM unnest($1::text[], $2::timestamptz[]) AS u(device_id, seen)
+WHERE d.device_id = u.device_id
+RETURNING d.device_id, d.readings_version
 """
+_VERSIONS = "SELECT device_id, readings_version FROM devices WHERE device_id = ANY($1::text[])"
 # A retained status replayed on reconnect, or one overtaken by a newer one, changes nothing.
 _STATUS = """
 UPDATE devices
@@ -139,10 +159,75 @@ def _row(record: asyncpg.Record) -> ReadingRow:
     )
 
 
+Series = tuple[str, str]
+
+
+class Heads:
+    """The newest stored row of each series this worker wrote, per device version.
+
+    ``None`` for a series means "no row stored" (as of that version), which is knowledge
+    too; a series missing from the map is unknown and is read from the database.
+    """
+
+    def __init__(self) -> None:
+        self._devices: dict[str, tuple[int, dict[str, ReadingRow | None]]] = {}
+
+    def clear(self) -> None:
+        self._devices.clear()
+
+    def known(
+        self, series: Iterable[Series], versions: dict[str, int | None]
+    ) -> tuple[dict[Series, ReadingRow | None], list[Series]]:
+        """What is remembered of ``series`` under the stored ``versions``, and what is not."""
+        known: dict[Series, ReadingRow | None] = {}
+        unknown: list[Series] = []
+        for device, phase in series:
+            entry = self._devices.get(device)
+            version = versions.get(device)
+            if entry is not None and version is not None and entry[0] == version:
+                phases = entry[1]
+                if phase in phases:
+                    known[(device, phase)] = phases[phase]
+                    continue
+            unknown.append((device, phase))
+        return known, unknown
+
+    def committed(
+        self,
+        read: dict[str, int | None],
+        before: dict[Series, ReadingRow | None],
+        written: Iterable[ReadingRow],
+        versions: dict[str, int],
+    ) -> None:
+        """After a commit that moved each device from version ``read`` to ``versions``: the
+        newest row of every series the batch touched (``before`` it, or one ``written``)."""
+        newest = dict(before)
+        for row in written:
+            series = (row.device_id, row.phase)
+            current = newest.get(series)
+            if current is None or row.ts >= current.ts:
+                newest[series] = row
+        touched: dict[str, dict[str, ReadingRow | None]] = {}
+        for (device, phase), head in newest.items():
+            touched.setdefault(device, {})[phase] = head
+        for device, version in versions.items():
+            entry = self._devices.get(device)
+            # Other series of the device stay known only if nobody wrote it since we did.
+            kept = entry is not None and read.get(device) == entry[0]
+            phases = dict(entry[1]) if kept and entry is not None else {}
+            phases.update(touched.get(device, {}))
+            self._devices[device] = (version, phases)
+
+
+class _CacheWrong(Exception):
+    """The direct COPY met a stored key: what was remembered is not true."""
+
+
 class PgReadingStore:
     def __init__(self, pool: Pool, rules: QualityRules | None = None) -> None:
         self._pool = pool
         self._rules = rules or QualityRules()
+        self.heads = Heads()
 
     async def write(self, batch: Sequence[Envelope]) -> list[int]:
         try:
@@ -152,39 +237,41 @@ class PgReadingStore:
         except _TRANSIENT as exc:
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _plan(self, conn: Connection, batch: Sequence[Envelope]) -> Plan:
-        series = series_of(batch)
-        if not series:
-            return plan_batch(batch, [], self._rules)
-        keys = sorted({lock_key(device) for device, _ in series})
-        await conn.fetchval(_LOCK, keys)
-        stored = [
-            _row(r)
-            for r in await conn.fetch(_NEWEST, [d for d, _ in series], [p for _, p in series])
-        ]
-        newest = {(row.device_id, row.phase): row.ts for row in stored}
-        around = context_keys(batch, newest)
-        if around:
-            records = await conn.fetch(
-                _AROUND, [k[0] for k in around], [k[1] for k in around], [k[2] for k in around]
-            )
-            stored.extend(_row(r) for r in records)
-        return plan_batch(batch, stored, self._rules)
-
     async def _write(self, batch: Sequence[Envelope]) -> list[int]:
+        try:
+            return await self._attempt(batch, direct=True)
+        except _CacheWrong:
+            log.warning(
+                "a row the ingest took for new was already stored (a writer outside the "
+                "ingest?); retrying the batch with ON CONFLICT and forgetting cached state"
+            )
+            self.heads.clear()
+            return await self._attempt(batch, direct=False)
+
+    async def _attempt(self, batch: Sequence[Envelope], *, direct: bool) -> list[int]:
+        series = series_of(batch)
+        devices = sorted({device for device, _ in series})
         async with self._pool.acquire() as conn, conn.transaction():
-            plan = await self._plan(conn, batch)
+            read: dict[str, int | None] = {}
+            before: dict[Series, ReadingRow | None] = {}
+            if series:
+                await conn.fetchval(_LOCK, sorted({lock_key(device) for device in devices}))
+                if direct:
+                    read = {r[0]: r[1] for r in await conn.fetch(_VERSIONS, devices)}
+                before, unknown = self.heads.known(series, read)
+                if unknown:
+                    before.update(dict.fromkeys(unknown))
+                    records = await conn.fetch(
+                        _NEWEST, [d for d, _ in unknown], [p for _, p in unknown]
+                    )
+                    before.update(((r["device_id"], r["phase"]), _row(r)) for r in records)
+            plan = await self._plan(conn, batch, before)
             for envelope, conflicts in zip(batch, plan.conflicts, strict=True):
                 envelope.conflicts = conflicts
-            staged = [(msg, ord_, *row.record()) for msg, ord_, row in plan.inserts]
-            inserted: set[tuple[str, str, datetime]] = set()
-            if staged:
-                await conn.execute(_CREATE_STAGE)
-                await conn.copy_records_to_table(
-                    "ems_ingest_stage", records=staged, columns=_STAGE_COLUMNS
-                )
-                for record in await conn.fetch(_INSERT):
-                    inserted.add((record["device_id"], record["phase"], record["ts"]))
+            if direct:
+                inserted = await self._insert_direct(conn, plan)
+            else:
+                inserted = await self._insert_staged(conn, plan)
             if plan.updates:
                 await conn.executemany(
                     _UPDATE,
@@ -199,8 +286,54 @@ class PgReadingStore:
                 records=[self._raw(env, n) for env, n in zip(batch, stored, strict=True)],
                 columns=_RAW_COLUMNS,
             )
-            await self._update_devices(conn, batch)
+            versions = await self._update_devices(conn, batch)
+        if direct:
+            written = [row for _, _, row in plan.inserts]
+            written.extend(plan.updates)
+            self.heads.committed(read, before, written, versions)
         return stored
+
+    async def _plan(
+        self, conn: Connection, batch: Sequence[Envelope], before: dict[Series, ReadingRow | None]
+    ) -> Plan:
+        stored = [row for row in before.values() if row is not None]
+        newest = {(row.device_id, row.phase): row.ts for row in stored}
+        around = context_keys(batch, newest)
+        if around:
+            records = await conn.fetch(
+                _AROUND, [k[0] for k in around], [k[1] for k in around], [k[2] for k in around]
+            )
+            stored.extend(_row(r) for r in records)
+        return plan_batch(batch, stored, self._rules)
+
+    @staticmethod
+    async def _insert_direct(conn: Connection, plan: Plan) -> set[tuple[str, str, datetime]]:
+        """Every planned row is new (the device locks are held): COPY them into the table."""
+        if not plan.inserts:
+            return set()
+        try:
+            await conn.copy_records_to_table(
+                "energy_readings",
+                records=[row.record() for _, _, row in plan.inserts],
+                columns=READING_COLUMNS,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise _CacheWrong from exc
+        return {row.key for _, _, row in plan.inserts}
+
+    @staticmethod
+    async def _insert_staged(conn: Connection, plan: Plan) -> set[tuple[str, str, datetime]]:
+        """The defensive path: whatever is already stored is left alone and not credited."""
+        inserted: set[tuple[str, str, datetime]] = set()
+        staged = [(msg, ord_, *row.record()) for msg, ord_, row in plan.inserts]
+        if staged:
+            await conn.execute(_CREATE_STAGE)
+            await conn.copy_records_to_table(
+                "ems_ingest_stage", records=staged, columns=_STAGE_COLUMNS
+            )
+            for record in await conn.fetch(_INSERT):
+                inserted.add((record["device_id"], record["phase"], record["ts"]))
+        return inserted
 
     @staticmethod
     def _raw(envelope: Envelope, stored: int) -> tuple[Any, ...]:
@@ -216,14 +349,19 @@ class PgReadingStore:
         )
 
     @staticmethod
-    async def _update_devices(conn: Connection, batch: Sequence[Envelope]) -> None:
+    async def _update_devices(conn: Connection, batch: Sequence[Envelope]) -> dict[str, int]:
+        """Device rows: last seen and readings version, status, command acks. Returns the
+        new readings version of every device with readings in the batch."""
         seen: dict[str, datetime] = {}
         for envelope in batch:
             if envelope.rows and envelope.device_id is not None:
                 at = envelope.incoming.received_at
                 seen[envelope.device_id] = max(at, seen.get(envelope.device_id, at))
+        versions: dict[str, int] = {}
         if seen:
-            await conn.executemany(_LAST_SEEN, sorted(seen.items()))
+            ids = sorted(seen)
+            records = await conn.fetch(_TOUCH, ids, [seen[d] for d in ids])
+            versions = {r["device_id"]: r["readings_version"] for r in records}
         statuses = [
             (s.device_id, s.online, json.dumps(s.status), s.status_at, s.received_at)
             for s in (env.status for env in batch)
@@ -245,3 +383,4 @@ class PgReadingStore:
         ]
         if acks:
             await conn.executemany(_ACK, acks)
+        return versions

@@ -52,7 +52,7 @@ class Ingest:
             flush_interval=flush_interval,
             retry_cap=retry_cap,
         )
-        self.source = MqttSource(mqtt, self.handle)
+        self.source = MqttSource(mqtt, self.handle_many)
         self.source.on_connected = lambda up: metrics.mqtt_connected.set(1 if up else 0)
         self.source.on_paused = lambda paused: metrics.paused.set(1 if paused else 0)
         self.source.finish = self._commit_read
@@ -131,21 +131,33 @@ class Ingest:
 
     async def handle(self, incoming: Incoming) -> None:
         """Judge one message and queue it for the next batch; waits when batches back up."""
+        await self.handle_many([incoming])
+
+    async def handle_many(self, incomings: list[Incoming]) -> None:
+        """Judge messages read together and queue them, in order, for the next batches."""
+        envelopes = [self._judged(incoming) for incoming in incomings]
+        counter = self.metrics.messages.labels
+        kinds: dict[MessageKind, int] = {}
+        for envelope in envelopes:
+            kinds[envelope.kind] = kinds.get(envelope.kind, 0) + 1
+        for kind, count in kinds.items():
+            counter(kind=kind.value).inc(count)
+        self.metrics.queue_depth.set(self.source.queued)
+        await self.batcher.add_many(envelopes)
+
+    def _judged(self, incoming: Incoming) -> Envelope:
         try:
-            envelope = self.judge.judge(incoming)
+            return self.judge.judge(incoming)
         except Exception as exc:
             # One message must never stop the ingest; keep it, with what went wrong.
             log.exception("could not judge a message on %s", incoming.topic)
             parsed = topic_device(incoming.topic)
-            envelope = Envelope(
+            return Envelope(
                 incoming,
                 MessageKind.OTHER,
                 None if parsed is None else parsed[0],
                 problems=[Problem(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:1000])],
             )
-        self.metrics.messages.labels(kind=envelope.kind.value).inc()
-        self.metrics.queue_depth.set(self.source.queued)
-        await self.batcher.add(envelope)
 
 
 def build_ingest(pool: Pool, settings: PlatformSettings, metrics: IngestMetrics) -> Ingest:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from ems_contract import TopicKind, all_filter
 from ems_contract.backoff import Backoff
@@ -28,7 +29,8 @@ TOPIC_FILTERS: tuple[str, ...] = (
     all_filter(TopicKind.ACK),
 )
 
-Handler = Callable[[Incoming], Awaitable[None]]
+#: Takes the messages of one read, in arrival order.
+Handler = Callable[[list[Incoming]], Awaitable[None]]
 #: Runs at a graceful stop, before the disconnect: commit what was read, so it can be acked.
 Finisher = Callable[[], Awaitable[None]]
 
@@ -55,15 +57,9 @@ class MqttConfig:
     shared_group: str | None = None
 
 
-def _incoming(message: aiomqtt.Message, ack: PahoAck | None) -> Incoming:
-    payload = message.payload
-    if isinstance(payload, str):
-        body = payload.encode()
-    elif isinstance(payload, bytes | bytearray):
-        body = bytes(payload)
-    else:
-        body = b"" if payload is None else str(payload).encode()
-    return Incoming(message.topic.value, body, datetime.now(UTC), bool(message.retain), ack)
+def _incoming(message: mqtt.MQTTMessage, received_at: datetime, ack: PahoAck | None) -> Incoming:
+    payload = bytes(message.payload)  # the same object when paho parsed it as bytes
+    return Incoming(message.topic, payload, received_at, bool(message.retain), ack)
 
 
 class MqttSource:
@@ -184,22 +180,29 @@ class MqttSource:
         # SUBACK, and a full queue would otherwise pause the very read that brings it.
         async with asyncio.TaskGroup() as tasks:
             subscribing = tasks.create_task(subscribe(), name="ingest-mqtt-subscribe")
-            while (message := await client.next_message(self._session_end)) is not None:
-                await self._hand_on(message)
+            limit = self._config.high_water
+            while (messages := await client.next_batch(self._session_end, limit)) is not None:
+                await self._hand_on(messages)
             subscribing.cancel()
         if failure:
             raise failure[0]
         if self._stopping.is_set():
             await self._finish(client)
 
-    async def _hand_on(self, message: aiomqtt.Message) -> None:
-        await self._handler(_incoming(message, self.acknowledge.handle(message)))
+    async def _hand_on(self, messages: list[mqtt.MQTTMessage]) -> None:
+        # One stamp per read: these messages arrived together.
+        now = datetime.now(UTC)
+        handle = self.acknowledge.handle
+        await self._handler([_incoming(m, now, handle(m)) for m in messages])
 
     async def _finish(self, client: FlowControlledClient) -> None:
         """A graceful stop: commit what was read while the link is up, so it is acked now
         rather than delivered again at the next start."""
         client.pause_reading()
+        left = []
         while (message := client.take_nowait()) is not None:
-            await self._hand_on(message)
+            left.append(message)
+        if left:
+            await self._hand_on(left)
         if self.finish is not None:
             await self.finish()
