@@ -100,6 +100,11 @@ class BatchWriter:
             elif self._closing:
                 return
 
+    def reset(self) -> None:
+        """Forget what is pending, for a restart after a failure: none of it was acked, so the
+        broker delivers it again on the next connection."""
+        self._pending, self._rows, self._closing = [], 0, False
+
     async def close(self) -> None:
         """No more waiting for full batches: commit the rest now and let ``run`` end."""
         async with self._changed:

@@ -49,6 +49,11 @@ class IngestMetrics:
             "batch writes that failed and were retried",
             registry=registry,
         )
+        self.restarts = Counter(
+            "ems_ingest_restarts",
+            "times the ingest stopped on an unexpected error and was started again",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "ems_ingest_queue_depth", "messages read from MQTT, not yet judged", registry=registry
         )

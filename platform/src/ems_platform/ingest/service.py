@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import TracebackType
 from typing import Self
 
+from ems_contract.backoff import Backoff
 from ems_platform.core.db import Pool
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.ingest.batcher import BatchWriter
@@ -21,10 +23,16 @@ from ems_platform.ingest.store import ReadingStore
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "internal_error"
+#: A run that lasted this long before failing restarts after the shortest delay again.
+RESTART_RESET_S = 60.0
 
 
 class Ingest:
     """Start with ``async with``; leaving it stops reading, then commits and acks what was read.
+
+    An unexpected error (a bug, not an outage: those are ridden out inside) stops the reader
+    and the writer together; the ingest logs it, counts it in ``ems_ingest_restarts`` and starts
+    both again after a capped backoff. Nothing read was acked, so nothing is lost.
 
     ``shutdown_timeout`` bounds that last commit. Messages are acknowledged to the broker
     only after their commit, so whatever is still in memory when it runs out (the database
@@ -60,6 +68,7 @@ class Ingest:
         metrics.track_acks(self.source.acknowledge)
         self._batcher_task: asyncio.Task[None] | None = None
         self._shutdown_timeout = shutdown_timeout
+        self._restart_cap = retry_cap
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -112,6 +121,29 @@ class Ingest:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
+        backoff = Backoff(base=1.0, cap=self._restart_cap)
+        while True:
+            started = time.monotonic()
+            try:
+                await self._run_once()
+                return
+            except Exception as exc:
+                if self.source.stopping.is_set():
+                    raise
+                if time.monotonic() - started > RESTART_RESET_S:
+                    backoff.reset()  # a failure long after the last one starts afresh
+                delay = backoff.next_delay()
+                self.metrics.restarts.inc()
+                log.error("ingest stopped on an error; restarting in %.1f s", delay, exc_info=exc)
+            self.batcher.reset()
+            try:
+                async with asyncio.timeout(delay):
+                    await self.source.stopping.wait()
+                return
+            except TimeoutError:
+                log.info("ingest restarting")
+
+    async def _run_once(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             self._batcher_task = tasks.create_task(self.batcher.run(), name="ingest-batcher")
             tasks.create_task(self._read(), name="ingest-mqtt")

@@ -92,6 +92,11 @@ class MqttSource:
         """Messages delivered on the current connection and not yet acknowledged."""
         return self.acknowledge.outstanding
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once ``stop`` was called."""
+        return self._stopping
+
     def stop(self) -> None:
         """Finish the message in hand, commit and ack what was read, disconnect, return."""
         self._stopping.set()
