@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ingest_bench",
         description=(
-            "Drive simulated 3-phase devices (QoS 1, raw-socket publishers in several processes) through a real "
+            "Drive simulated 3-phase devices (QoS 1, raw-socket publishers in several "
+            "processes) through a real "
             "broker into a throwaway durable TimescaleDB; print the sustained msg/s and "
             "rows/s of the platform's ingest (python -m ems_platform, ack after commit) and "
             "of a naive pipeline (auto-ack, one INSERT per row), the count check and a "
