@@ -6,7 +6,8 @@ does not flush would measure nothing), then per broker: the naive pipeline, then
 one (``python -m ems_platform``), each under the same saturating load from several
 publisher processes; rates are counted in the database over a fixed window after a
 warm-up. The real phase is followed by a py-spy profile of the ingest and by the count
-check (rows stored == samples x 3 per device, no duplicates).
+check (rows stored == samples x 3 per device, no duplicates). ``--workers N`` runs the real
+phase as N platform processes in an MQTT shared-subscription group (Mosquitto only).
 """
 
 from __future__ import annotations
@@ -55,17 +56,24 @@ def _kinds(text: str) -> list[str]:
     return kinds
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ingest_bench",
         description=(
             "Drive simulated 3-phase devices (QoS 1, raw-socket publishers in several "
-            "processes) through a real "
-            "broker into a throwaway durable TimescaleDB; print the sustained msg/s and "
-            "rows/s of the platform's ingest (python -m ems_platform, ack after commit) and "
-            "of a naive pipeline (auto-ack, one INSERT per row), the count check and a "
-            "py-spy profile of the ingest. EMS_INGEST_* variables in the environment reach "
-            "the platform; EMS_MQTT_* ones reach the broker."
+            "processes) through a real broker into a throwaway durable TimescaleDB; print the "
+            "sustained msg/s and rows/s of the platform's ingest (python -m ems_platform, ack "
+            "after commit; --workers N of them in a $share group) and of a naive pipeline "
+            "(auto-ack, one INSERT per row), the count check and a py-spy profile of the "
+            "ingest. EMS_INGEST_* variables in the environment reach the platform; EMS_MQTT_* "
+            "ones reach the broker."
         ),
     )
     parser.add_argument(
@@ -73,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_kinds,
         default=["mosquitto"],
         help="comma list of mosquitto (EMS plugin), amqtt (default mosquitto)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="platform ingest processes sharing the load through the MQTT shared subscription "
+        "$share/bench/... (EMS_INGEST_SHARED_GROUP), each with its own client id and API "
+        "port; more than 1 needs Mosquitto (default 1: one process, no shared group)",
     )
     parser.add_argument("--publishers", type=int, default=2, help="load processes")
     parser.add_argument("--devices", type=int, default=500, help="devices per load process")
@@ -93,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         type=float,
         default=15.0,
-        help="seconds of py-spy on the ingest after the window (0: none)",
+        help="seconds of py-spy on the ingest (every worker) after the window (0: none)",
     )
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -131,7 +147,9 @@ async def _broker_run(
             phases.append(
                 (
                     "real",
-                    running_platform(broker, dsn, ctx["service_token"], workdir / kind),
+                    running_platform(
+                        broker, dsn, ctx["service_token"], workdir / kind, args.workers
+                    ),
                     ctx["fleet"],
                     PhaseConfig(
                         "real",
@@ -220,7 +238,14 @@ def _failures(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.workers > 1 and "amqtt" in args.brokers:
+        # amqtt would take "$share/bench/..." as a plain filter matching nothing.
+        parser.error(
+            "--workers > 1 splits the load through an MQTT shared subscription ($share), "
+            "which amqtt does not have; use --brokers mosquitto"
+        )
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,4 +1,9 @@
-"""One measured phase: a pipeline under saturating load, a fixed window, then the count check."""
+"""One measured phase: a pipeline under saturating load, a fixed window, then the count check.
+
+A pipeline may be several processes (platform workers in a $share group): its CPU is the
+sum over their process trees, its Prometheus counters and histograms are added up, and the
+window also keeps each worker's own share.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ from typing import Any
 
 from benchmarks.brokers import BrokerProcess
 from benchmarks.ingest_db import Committed, Progress, count_check
-from benchmarks.ingest_fleet import Fleet, FleetConfig, running_fleet
-from benchmarks.ingest_pipelines import Pipeline
-from benchmarks.ingest_profile import record
+from benchmarks.ingest_fleet import Fleet, FleetConfig, FleetError, running_fleet
+from benchmarks.ingest_pipelines import Pipelines, summed
+from benchmarks.ingest_profile import record_all
 from benchmarks.procmem import tree_cpu_seconds
 
 logger = logging.getLogger(__name__)
@@ -40,7 +45,13 @@ class _Edge:
     committed: Committed
     acked: int
     cpu: dict[str, float]
-    metrics: dict[str, float]
+    #: One entry per worker of the pipeline, in worker order.
+    worker_cpu: list[float]
+    worker_metrics: list[dict[str, float]]
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return summed(self.worker_metrics)
 
 
 def _machine_busy_seconds() -> float:
@@ -59,12 +70,25 @@ def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
 
 
 async def _edge(
-    progress: Progress, fleet: Fleet, pipe: Pipeline, pids: dict[str, list[int]]
+    progress: Progress,
+    db_turn: asyncio.Lock,
+    fleet: Fleet,
+    pipe: Pipelines,
+    pids: dict[str, list[int]],
 ) -> _Edge:
     acked = await fleet.mark()
     cpu = _cpu(pids)
-    metrics = await asyncio.to_thread(pipe.metrics)
-    return _Edge(await progress.committed(), acked, cpu, metrics)
+    worker_cpu = [tree_cpu_seconds(pid) for pid in pipe.pids]
+    metrics = await asyncio.to_thread(pipe.worker_metrics)
+    async with db_turn:
+        committed = await progress.committed()
+    return _Edge(committed, acked, cpu, worker_cpu, metrics)
+
+
+def _feeding(feeder: asyncio.Task[None]) -> None:
+    """Raise if the credit feeder died: the load stopped, so the window measured a drain."""
+    if feeder.done() and not feeder.cancelled() and feeder.exception() is not None:
+        raise FleetError(f"feeding the load credit failed: {feeder.exception()!r}")
 
 
 def _per_second(a: float, b: float, seconds: float) -> float:
@@ -98,9 +122,36 @@ def _window(start: _Edge, end: _Edge, real: bool) -> dict[str, Any]:
     }
     ingest_us = result["cpu_us_per_msg"].get("ingest")
     if real and ingest_us:
-        # The ingest is one asyncio thread: one core is all it can ever use.
+        # A worker is one asyncio thread: one core is all it can ever use. With several
+        # workers this is still per core (the CPU per message is summed over them).
         result["ingest_one_core_ceiling_msgs_per_s"] = round(1e6 / ingest_us)
-    m0, m1 = start.metrics, end.metrics
+    result.update(_batch_averages(start.metrics, end.metrics))
+    if len(end.worker_cpu) > 1:
+        result["per_worker"] = [
+            {
+                "cpu_cores": round((c1 - c0) / seconds, 2),
+                "rows_stored_per_s": _per_second(
+                    m0.get(_STORED, 0.0), m1.get(_STORED, 0.0), seconds
+                ),
+                **_batch_averages(m0, m1),
+            }
+            for c0, c1, m0, m1 in zip(
+                start.worker_cpu,
+                end.worker_cpu,
+                start.worker_metrics,
+                end.worker_metrics,
+                strict=True,
+            )
+        ]
+    return result
+
+
+_STORED = "ems_ingest_samples_stored_total"
+
+
+def _batch_averages(m0: dict[str, float], m1: dict[str, float]) -> dict[str, Any]:
+    """Mean commit time and batch size over the window, from the histograms' sum and count."""
+    found: dict[str, Any] = {}
     for label, name in (
         ("commit_s", "ems_ingest_commit_seconds"),
         ("batch_rows", "ems_ingest_batch_rows"),
@@ -108,9 +159,9 @@ def _window(start: _Edge, end: _Edge, real: bool) -> dict[str, Any]:
         count = m1.get(f"{name}_count", 0.0) - m0.get(f"{name}_count", 0.0)
         if count:
             total = m1.get(f"{name}_sum", 0.0) - m0.get(f"{name}_sum", 0.0)
-            result[f"avg_{label}"] = round(total / count, 4)
-            result["batches"] = int(count)
-    return result
+            found[f"avg_{label}"] = round(total / count, 4)
+            found["batches"] = int(count)
+    return found
 
 
 async def _drain(progress: Progress, base: Committed, rows: int, timeout: float) -> float | None:
@@ -125,7 +176,7 @@ async def _drain(progress: Progress, base: Committed, rows: int, timeout: float)
 
 async def measure_phase(
     config: PhaseConfig,
-    pipeline: AbstractAsyncContextManager[Pipeline],
+    pipeline: AbstractAsyncContextManager[Pipelines],
     broker: BrokerProcess,
     progress: Progress,
     fleet_config: FleetConfig,
@@ -137,34 +188,43 @@ async def measure_phase(
     base = await progress.committed()
     result: dict[str, Any] = {"pipeline": config.name, "device_prefix": prefix}
     async with pipeline as pipe, running_fleet(broker, load_tokens, prefix, fleet_config) as fleet:
+        if real:
+            result["workers"] = len(pipe.members)
         pids = {
-            "ingest": [pipe.pid],
+            "ingest": pipe.pids,
             "broker": [broker.pid],
             "postgres": [postmaster_pid] if postmaster_pid else [],
             "load": fleet.pids,
         }
 
+        # The feeder and the window edges share one connection, and asyncpg refuses a
+        # second query while one runs: that error would end the feeder, and with it the
+        # load, silently.
+        db_turn = asyncio.Lock()
+
         async def stored_messages() -> int:
-            return await progress.inserted_estimate() // PHASES_PER_SAMPLE
+            async with db_turn:
+                return await progress.inserted_estimate() // PHASES_PER_SAMPLE
 
         feeder = asyncio.create_task(fleet.feed(stored_messages), name="bench-feed")
         try:
             logger.info("%s: warming up for %.0f s", prefix, config.warmup)
             await asyncio.sleep(config.warmup)
             pipe.alive()
-            start = await _edge(progress, fleet, pipe, pids)
+            start = await _edge(progress, db_turn, fleet, pipe, pids)
             logger.info("%s: measuring for %.0f s", prefix, config.window)
             await asyncio.sleep(config.window)
-            end = await _edge(progress, fleet, pipe, pids)
+            end = await _edge(progress, db_turn, fleet, pipe, pids)
             pipe.alive()
+            _feeding(feeder)
             result["window"] = _window(start, end, real)
             result["window"]["backlog_msgs_at_end"] = (
                 end.acked - end.committed.readings // PHASES_PER_SAMPLE
             )
             if config.profile_seconds and config.profile_out is not None:
                 logger.info("%s: profiling the ingest for %.0f s", prefix, config.profile_seconds)
-                result["profile"] = await record(
-                    pipe.pid, config.profile_seconds, config.profile_out
+                result["profile"] = await record_all(
+                    pipe.pids, config.profile_seconds, config.profile_out
                 )
         finally:
             feeder.cancel()

@@ -1,8 +1,12 @@
 """The two pipelines under test, each a subprocess started and stopped around its phase.
 
 - ``platform``: the real thing, ``python -m ems_platform`` (API on a free port, ingest on),
-  as deployed; whatever EMS_INGEST_* settings are in our environment reach it.
+  as deployed; whatever EMS_INGEST_* settings are in our environment reach it. With
+  ``workers > 1``, that many such processes split the load through an MQTT shared
+  subscription (``EMS_INGEST_SHARED_GROUP``), each with its own client id and API port.
 - ``naive``: ``benchmarks.ingest_naive`` (paho auto-ack, one INSERT per row).
+
+Either is handed to the phase as :class:`Pipelines`, the group of its processes.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 60.0
+#: EMS_INGEST_SHARED_GROUP of the workers unless the environment names one.
+SHARED_GROUP = "bench"
+DEFAULT_CLIENT_ID = "ems-platform-ingest"
 
 
 class PipelineError(RuntimeError):
@@ -78,6 +85,41 @@ class Pipeline:
         return found
 
 
+@dataclass
+class Pipelines:
+    """The processes of one pipeline under test: one, or N platform workers sharing the load."""
+
+    name: str
+    members: list[Pipeline]
+
+    @property
+    def pids(self) -> list[int]:
+        return [member.pid for member in self.members]
+
+    def alive(self) -> None:
+        for member in self.members:
+            member.alive()
+
+    def worker_metrics(self) -> list[dict[str, float]]:
+        return [member.metrics() for member in self.members]
+
+    def metrics(self) -> dict[str, float]:
+        """Every worker's samples added up: counters and histogram sums/counts add."""
+        return summed(self.worker_metrics())
+
+
+def summed(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Samples of several workers added up; ``*_created`` (timestamps) are left out."""
+    if len(samples) == 1:
+        return dict(samples[0])
+    total: dict[str, float] = {}
+    for one in samples:
+        for name, value in one.items():
+            if not name.partition("{")[0].endswith("_created"):
+                total[name] = total.get(name, 0.0) + value
+    return total
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (loopback)
@@ -113,12 +155,9 @@ def _popen(command: list[str], env: dict[str, str], log_path: Path) -> subproces
         )
 
 
-@asynccontextmanager
-async def running_platform(
-    broker: BrokerProcess, dsn: str, service_token: str, workdir: Path
-) -> AsyncIterator[Pipeline]:
-    """``python -m ems_platform`` until /readyz says MQTT is subscribed and writes work."""
-    port = free_port()
+def _platform_env(
+    broker: BrokerProcess, dsn: str, service_token: str, worker: int | None
+) -> dict[str, str]:
     env = {
         **os.environ,
         "EMS_DATABASE_URL": dsn,
@@ -128,35 +167,74 @@ async def running_platform(
         "EMS_BROKER": "amqtt" if broker.kind == "amqtt" else "mosquitto",
         "EMS_LOG_LEVEL": os.environ.get("EMS_LOG_LEVEL", "WARNING"),
     }
+    if worker is not None:
+        # One persistent MQTT session per worker, all in one $share group: the broker hands
+        # each message to one of them, as in a scaled-out deployment.
+        base = os.environ.get("EMS_INGEST_CLIENT_ID", DEFAULT_CLIENT_ID)
+        env["EMS_INGEST_CLIENT_ID"] = f"{base}-w{worker}"
+        env["EMS_INGEST_SHARED_GROUP"] = os.environ.get("EMS_INGEST_SHARED_GROUP", SHARED_GROUP)
+    return env
+
+
+def _start_platform(
+    broker: BrokerProcess, dsn: str, service_token: str, workdir: Path, worker: int | None
+) -> Pipeline:
+    port = free_port()
+    suffix = "" if worker is None else f"-w{worker}"
+    log_path = workdir / f"platform{suffix}.log"
     command = [sys.executable, "-m", "ems_platform", "--host", "127.0.0.1", "--port", str(port)]
-    pipeline = Pipeline(
-        "platform",
-        _popen(command, env, workdir / "platform.log"),
-        workdir / "platform.log",
-        api_port=port,
+    env = _platform_env(broker, dsn, service_token, worker)
+    return Pipeline(f"platform{suffix}", _popen(command, env, log_path), log_path, api_port=port)
+
+
+async def _ready(pipeline: Pipeline) -> None:
+    """Until /readyz is 200: MQTT subscribed and database writes work."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        pipeline.alive()
+        with contextlib.suppress(OSError):
+            url = f"http://127.0.0.1:{pipeline.api_port}/readyz"
+            if (await asyncio.to_thread(_get, url))[0] == 200:
+                break
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"{pipeline.name} not ready in {READY_TIMEOUT_S:.0f} s:\n{pipeline.log_tail()}"
+            )
+        await asyncio.sleep(0.2)
+    logger.info(
+        "%s ingest ready (pid %d, API port %d)", pipeline.name, pipeline.pid, pipeline.api_port
     )
+
+
+@asynccontextmanager
+async def running_platform(
+    broker: BrokerProcess, dsn: str, service_token: str, workdir: Path, workers: int = 1
+) -> AsyncIterator[Pipelines]:
+    """``python -m ems_platform`` x `workers`, once every one's /readyz is 200.
+
+    A single worker runs as a lone deployment does (default client id, no shared group).
+    With more, worker 0 starts alone first: it installs the service token and the broker
+    learns it before the others log in with it, so none of them starts on a refused login.
+    """
+    if workers > 1 and broker.kind == "amqtt":
+        raise PipelineError("several ingest workers need $share subscriptions; amqtt has none")
+    group = Pipelines("platform", [])
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            pipeline.alive()
-            with contextlib.suppress(OSError):
-                if (await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz"))[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise PipelineError(
-                    f"platform not ready in {READY_TIMEOUT_S:.0f} s:\n{pipeline.log_tail()}"
-                )
-            await asyncio.sleep(0.2)
-        logger.info("platform ingest ready (pid %d, API port %d)", pipeline.pid, port)
-        yield pipeline
+        first = _start_platform(broker, dsn, service_token, workdir, 0 if workers > 1 else None)
+        group.members.append(first)
+        await _ready(first)
+        for worker in range(1, workers):
+            group.members.append(_start_platform(broker, dsn, service_token, workdir, worker))
+        await asyncio.gather(*(_ready(member) for member in group.members[1:]))
+        yield group
     finally:
-        await asyncio.to_thread(_stop, pipeline)
+        await asyncio.gather(*(asyncio.to_thread(_stop, m) for m in group.members))
 
 
 @asynccontextmanager
 async def running_naive(
     broker: BrokerProcess, dsn: str, token: str, workdir: Path
-) -> AsyncIterator[Pipeline]:
+) -> AsyncIterator[Pipelines]:
     """The naive subscriber, once it printed READY (subscribed)."""
     log_path = workdir / "naive.log"
     command = [
@@ -180,7 +258,7 @@ async def running_naive(
             if time.monotonic() > deadline:
                 raise PipelineError(f"naive ingest not ready:\n{pipeline.log_tail()}")
             await asyncio.sleep(0.1)
-        yield pipeline
+        yield Pipelines("naive", [pipeline])
     finally:
         if pipeline.process.stdin is not None:
             with contextlib.suppress(OSError):

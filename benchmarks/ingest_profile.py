@@ -1,4 +1,4 @@
-"""Where the ingest process spends its CPU: py-spy samples grouped into stages.
+"""Where the ingest spends its CPU: py-spy samples grouped into stages.
 
 ``py-spy record --format raw`` writes collapsed stacks (``frame;frame;... count``, root
 first). Each sample goes to the stage of its innermost frame that names one, so time in
@@ -122,4 +122,30 @@ async def record(pid: int, seconds: float, out: Path, rate: int = 100) -> dict[s
     # Samples land only while the thread runs Python (idle is left out), so this is the
     # share of the window the ingest's main thread was busy.
     summary["busy_fraction"] = round(summary["samples"] / (seconds * rate), 2)
+    return summary
+
+
+async def record_all(pids: list[int], seconds: float, out: Path) -> dict[str, Any]:
+    """Sample every worker at once; one worker is :func:`record` writing `out` unchanged.
+
+    Several workers each get their own file (``<out stem>_w<i><suffix>``), and the summary
+    pools their samples (stages are shares of all the workers' busy time), with each
+    worker's busy fraction beside it.
+    """
+    if len(pids) == 1:
+        return await record(pids[0], seconds, out)
+    outs = [out.with_name(f"{out.stem}_w{i}{out.suffix}") for i in range(len(pids))]
+    each = await asyncio.gather(
+        *(record(pid, seconds, path) for pid, path in zip(pids, outs, strict=True))
+    )
+    errors = [f"worker {i}: {one['error']}" for i, one in enumerate(each) if "error" in one]
+    if errors:
+        return {"error": "; ".join(errors)}
+    pooled = "\n".join(path.read_text(errors="replace") for path in outs)
+    summary = summarize(pooled)
+    summary["seconds"] = seconds
+    summary["rate_hz"] = each[0]["rate_hz"]
+    summary["collapsed_stacks"] = [str(path) for path in outs]
+    summary["workers"] = len(pids)
+    summary["busy_fraction_per_worker"] = [one["busy_fraction"] for one in each]
     return summary

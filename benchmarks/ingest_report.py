@@ -1,4 +1,8 @@
-"""The printed table of an ingest benchmark run: one column per pipeline and broker."""
+"""The printed table of an ingest benchmark run: one column per pipeline and broker.
+
+A run with several platform workers names them in its column and gains rows for each
+worker's share; a run with one prints the table it always did.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,16 @@ from typing import Any
 from benchmarks.report import _fmt, _get
 
 _ROWS: list[tuple[str, list[str | int], str]] = [
+    ("ingest workers ($share group)", ["workers"], ""),
     ("sustained rate (DB, committed)", ["window", "db_msgs_per_s"], "msg/s"),
     ("  rows committed", ["window", "db_rows_per_s"], "rows/s"),
+    ("  rows committed per worker", ["window", "per_worker_rows"], "rows/s"),
     ("  publisher side (PUBACKed)", ["window", "publisher_acked_msgs_per_s"], "msg/s"),
     ("  window", ["window", "seconds"], "s"),
     ("  backlog at window start / end", ["window", "backlog"], "msg"),
     ("  avg batch / commit", ["window", "batch_commit"], ""),
     ("CPU: ingest process", ["window", "cpu_cores", "ingest"], "cores"),
+    ("  per worker", ["window", "per_worker_cpu"], "cores"),
     ("CPU: broker", ["window", "cpu_cores", "broker"], "cores"),
     ("CPU: postgres", ["window", "cpu_cores", "postgres"], "cores"),
     ("CPU: load generators", ["window", "cpu_cores", "load"], "cores"),
@@ -29,6 +36,10 @@ _ROWS: list[tuple[str, list[str | int], str]] = [
 ]
 
 
+#: Rows only a run with several workers prints.
+_WORKER_ROWS = (["workers"], ["window", "per_worker_rows"], ["window", "per_worker_cpu"])
+
+
 def _decorate(phase: dict[str, Any]) -> None:
     window = phase.get("window") or {}
     if "backlog_msgs_at_start" in window:
@@ -39,10 +50,19 @@ def _decorate(phase: dict[str, Any]) -> None:
         window["batch_commit"] = (
             f"{window['avg_batch_rows']:,.0f} rows / {window['avg_commit_s'] * 1000:,.1f} ms"
         )
+    workers = window.get("per_worker") or []
+    if workers:
+        window["per_worker_cpu"] = " / ".join(f"{w['cpu_cores']:.2f}" for w in workers)
+        window["per_worker_rows"] = " / ".join(f"{w['rows_stored_per_s']:,.0f}" for w in workers)
     check = phase.get("count_check")
     if check:
         check["stored_of_expected"] = f"{check['rows_stored']:,}/{check['rows_expected']:,}"
         check["verdict"] = "OK" if check["ok"] else "FAIL"
+
+
+def _column(name: str, kind: str, phase: dict[str, Any]) -> str:
+    workers = phase.get("workers", 1)
+    return f"{name} ({kind}, {workers} workers)" if workers > 1 else f"{name} ({kind})"
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -51,10 +71,15 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         for name in ("real", "naive"):
             if name in result:
                 _decorate(result[name])
-                columns.append((f"{name} ({kind})", result[name]))
+                columns.append((_column(name, kind, result[name]), result[name]))
+    several = any(phase.get("workers", 1) > 1 for _, phase in columns)
     header = ["", *(name for name, _ in columns), "unit"]
     lines = [header]
     for label, path, unit in _ROWS:
+        if path in _WORKER_ROWS and not several:
+            continue
+        if several and path == ["window", "cpu_cores", "ingest"]:
+            label = "CPU: ingest, all workers"
         lines.append([label, *(_fmt(_get(phase, path)) for _, phase in columns), unit])
     for kind, result in results.items():
         real = _get(result, ["real", "window", "db_msgs_per_s"])

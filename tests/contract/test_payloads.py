@@ -160,6 +160,7 @@ def test_invalid_samples(changes: dict[str, Any]) -> None:
     "payload, reason",
     [
         (b"{not json", RejectReason.INVALID_JSON),
+        (b"[" * 100_000, RejectReason.INVALID_JSON),  # too deep for any parser: not a crash
         (b"\xff\xfe", RejectReason.NOT_UTF8),
         (b"[1, 2]", RejectReason.NOT_OBJECT),
         (b'"text"', RejectReason.NOT_OBJECT),
@@ -224,6 +225,14 @@ def test_units_are_normalised() -> None:
     (m,), _ = judge(sample(units={"energy": "MWh"}))
     assert m.normalized().phases["B"].energy_kwh == pytest.approx(10423118.0)
     (k,), _ = judge(sample(units={"energy": "kWh", "power": "W"}))
+    assert k.normalized().phases == k.phases
+
+
+def test_normalizing_copies_only_to_convert() -> None:
+    (s,), _ = judge(sample())
+    assert s.normalized() is s  # frozen, so sharing is safe
+    (k,), _ = judge(sample(units={}))
+    assert k.units is not None and k.normalized().units is None
     assert k.normalized().phases == k.phases
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ems_contract import MEASUREMENTS
 from ems_platform.ingest.envelope import Envelope, Incoming, MessageKind, Verdict
 from ems_platform.ingest.judge import Judge
 from tests.platform.payloads import BASE_TS, encode, sample
@@ -31,6 +32,19 @@ def test_good_sample_gives_one_row_per_phase() -> None:
     assert env.verdict(stored=3) is Verdict.ACCEPTED
     assert env.verdict(stored=0) is Verdict.DUPLICATE
     assert env.rows[0].received_at == NOW
+
+
+def test_rows_hold_the_nine_measurements_in_wire_order_as_floats() -> None:
+    payload = sample(phases=("C", "A"))
+    payload["phases"]["C"] = {name: i for i, name in enumerate(MEASUREMENTS)}  # JSON integers
+    payload["phases"]["C"]["power_factor"] = 1
+    env = judge("ems/dev1/telemetry", encode(payload))
+    assert [r.phase for r in env.rows] == ["A", "C"]
+    c = env.rows[1]
+    assert c.values == (0.0, 1.0, 2.0, 3.0, 4.0, 1.0, 6.0, 7.0, 8.0)
+    assert all(type(v) is float for row in env.rows for v in row.values)
+    assert env.rows[0].values == tuple(payload["phases"]["A"][name] for name in MEASUREMENTS)
+    assert (c.seq, c.boot, c.energy_delta_kwh, c.flags) == (0, "boot1", None, ())
 
 
 def test_batch_with_one_bad_sample_keeps_the_good_ones() -> None:

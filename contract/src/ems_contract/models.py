@@ -76,8 +76,11 @@ class Sample(_Wire):
     device_id: str | None = None
 
     def normalized(self) -> Sample:
-        """The same sample in kWh and W, with no ``units``; the identity when already so."""
-        if self.units is None or (self.units.energy == "kWh" and self.units.power == "W"):
+        """The same sample in kWh and W, with no ``units``; itself when already so (the
+        models are frozen, so sharing is safe and the common case copies nothing)."""
+        if self.units is None:
+            return self
+        if self.units.energy == "kWh" and self.units.power == "W":
             return self.model_copy(update={"units": None})
         ef = _ENERGY_TO_KWH[self.units.energy]
         pf = _POWER_TO_W[self.units.power]

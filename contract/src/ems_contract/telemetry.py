@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ems_contract.models import MAX_BATCH_BYTES, Batch, Sample
+from ems_contract.models import MAX_BATCH_BYTES, MAX_BATCH_SAMPLES, Batch, Sample
 
 
 class RejectReason(enum.StrEnum):
@@ -69,6 +69,8 @@ def load_json_object(payload: bytes, limit: int = MAX_BATCH_BYTES) -> dict[str, 
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         return Rejection(RejectReason.INVALID_JSON, str(exc)[:300])
+    except RecursionError:
+        return Rejection(RejectReason.INVALID_JSON, "nested too deeply")
     if not isinstance(data, dict):
         return Rejection(RejectReason.NOT_OBJECT, f"payload is a JSON {type(data).__name__}")
     if data.get("v") != 1:
@@ -90,11 +92,58 @@ def _judge_sample(device_id: str, raw: Any, index: int | None) -> Sample | Rejec
         return Rejection(RejectReason.INVALID_SAMPLE, describe(exc), index, raw)
 
 
+class _WholeBatch(BaseModel):
+    """A batch whose every sample is valid: what the fast path accepts in one go."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    v: Literal[1]
+    samples: list[Sample] = Field(min_length=1, max_length=MAX_BATCH_SAMPLES)
+    device_id: str | None = None
+
+
+def parse_telemetry_fast(device_id: str, payload: bytes) -> TelemetryVerdict | None:
+    """The verdict of a payload with nothing to reject, parsed and validated in one pass of
+    pydantic-core; None when there is anything to reject or any doubt, so the exact path
+    decides and words the reasons.
+
+    Acceptance must be exactly that of the exact path (``load_json_object`` then
+    ``Sample.model_validate``), which tests/contract/test_fast_path.py checks: the size and
+    UTF-8 checks are done first (ASCII is the whole of a valid payload: device ids, boot ids
+    and timestamps are ASCII), NaN/Infinity/1e999 still fail as non-finite floats, duplicate
+    keys keep the last value in both parsers, and a device_id other than the topic's defers.
+    """
+    if len(payload) > MAX_BATCH_BYTES or not payload.isascii():
+        return None
+    try:
+        if b'"samples"' not in payload:
+            sample = Sample.model_validate_json(payload)
+            if sample.device_id not in (None, device_id):
+                return None
+            return TelemetryVerdict(samples=[sample])
+        batch = _WholeBatch.model_validate_json(payload)
+    except ValidationError:
+        return None
+    if batch.device_id not in (None, device_id) or any(
+        s.device_id not in (None, device_id) for s in batch.samples
+    ):
+        return None
+    return TelemetryVerdict(samples=batch.samples, batch=True)
+
+
 def parse_telemetry(device_id: str, payload: bytes) -> TelemetryVerdict:
     """Judge a telemetry payload from ``ems/<device_id>/telemetry``.
 
     A single sample or a batch; bad samples are rejected one by one and the rest kept.
     """
+    fast = parse_telemetry_fast(device_id, payload)
+    if fast is not None:
+        return fast
+    return parse_telemetry_exact(device_id, payload)
+
+
+def parse_telemetry_exact(device_id: str, payload: bytes) -> TelemetryVerdict:
+    """Every check one after the other, each rejection with its own reason and detail."""
     verdict = TelemetryVerdict()
     data = load_json_object(payload)
     if isinstance(data, Rejection):

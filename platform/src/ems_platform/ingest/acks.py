@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from ems_platform.ingest.packet_reader import Delivered
+
 log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
@@ -72,7 +74,7 @@ class Acknowledger:
         self._paho = None
         self.outstanding = 0
 
-    def handle(self, message: mqtt.MQTTMessage) -> PahoAck | None:
+    def handle(self, message: Delivered) -> PahoAck | None:
         """The handle of a message just taken from the queue; None if it needs no ack."""
         if message.qos == 0:
             return None

@@ -8,15 +8,12 @@ broker has one (amqtt does not). So above a high-water mark we stop reading the 
 flow control then holds messages back at the broker, which still owns them (not yet
 PUBACKed). Below the low-water mark reading resumes.
 
-It also reads in bulk. paho reads a packet with three or four ``recv`` calls (command byte,
-each remaining-length byte, body) and aiomqtt's reader callback reads one packet per wake-up,
-so every message cost several syscalls and an event-loop turn. Here paho's ``recv`` is served
-from a buffer filled by one ``recv`` of up to 256 KiB, and a wake-up parses every complete
-packet in it. Messages are queued as paho's own ``MQTTMessage`` (aiomqtt's ``Message``
-wrapper re-validates the topic per message, which the ingest does not need).
+It also reads in bulk (``packet_reader``): one ``recv`` brings hundreds of messages, a
+wake-up handles every whole packet buffered, and a PUBLISH is decoded without paho's
+per-message machinery, straight into the queue as a ``Delivered``.
 
 This reaches into aiomqtt 2.x and paho 2.x internals (pinned ``<3``): the socket hooks,
-``on_message``, paho's ``_sock_recv`` and the queue.
+``on_message``, paho's packet reader and the queue.
 """
 
 from __future__ import annotations
@@ -30,39 +27,9 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from aiomqtt.types import PahoSocket
 
+from ems_platform.ingest.packet_reader import Delivered, PacketReader, from_paho
+
 log = logging.getLogger(__name__)
-
-
-#: One ``recv`` reads up to this much; a 600-byte message means ~400 messages per syscall.
-READ_CHUNK = 256 * 1024
-
-
-class BufferedRecv:
-    """paho's ``_sock_recv`` served from a buffer, so a packet costs no syscall of its own."""
-
-    def __init__(self, recv: Callable[[int], bytes]) -> None:
-        self._recv = recv
-        self._data = b""
-        self._pos = 0
-
-    @property
-    def pending(self) -> int:
-        return len(self._data) - self._pos
-
-    def reset(self) -> None:
-        self._data = b""
-        self._pos = 0
-
-    def __call__(self, size: int) -> bytes:
-        if self._pos >= len(self._data):
-            # BlockingIOError (no data yet) and OSError reach paho as from the socket itself.
-            data = self._recv(max(size, READ_CHUNK))
-            if len(data) <= size:
-                return data
-            self._data, self._pos = data, 0
-        start = self._pos
-        self._pos = min(start + size, len(self._data))
-        return self._data[start : self._pos]
 
 
 def _tls_pending(client: mqtt.Client) -> bool:
@@ -71,7 +38,7 @@ def _tls_pending(client: mqtt.Client) -> bool:
     return pending is not None and pending() > 0
 
 
-class FlowQueue(asyncio.Queue[mqtt.MQTTMessage]):
+class FlowQueue(asyncio.Queue[Delivered]):
     """Never refuses an item (refusing would drop it); reports crossing its watermarks."""
 
     high_water = 0
@@ -79,12 +46,12 @@ class FlowQueue(asyncio.Queue[mqtt.MQTTMessage]):
     on_high: Callable[[], None] | None = None
     on_low: Callable[[], None] | None = None
 
-    def _put(self, item: mqtt.MQTTMessage) -> None:
+    def _put(self, item: Delivered) -> None:
         super()._put(item)
         if self.on_high is not None and self.qsize() >= self.high_water:
             self.on_high()
 
-    def _get(self) -> mqtt.MQTTMessage:
+    def _get(self) -> Delivered:
         item = super()._get()
         if self.on_low is not None and self.qsize() <= self.low_water:
             self.on_low()
@@ -102,9 +69,8 @@ class FlowControlledClient(aiomqtt.Client):
         queue.on_high = self.pause_reading
         queue.on_low = self.resume_reading
         self._fd: int | None = None
-        self._recv = BufferedRecv(self._client._sock_recv)
-        # An instance attribute shadows paho's method: every read of paho's goes through it.
-        setattr(self._client, "_sock_recv", self._recv)  # noqa: B010
+        self._reader = PacketReader(self._client, self._queue.put_nowait)  # type: ignore[arg-type]
+        self._reader.install()
         self.paused = False
         self.on_pause_change: Callable[[bool], None] | None = None
 
@@ -113,9 +79,10 @@ class FlowControlledClient(aiomqtt.Client):
         return self._queue.qsize()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._queue.put_nowait(message)  # type: ignore[arg-type]
+        # Only what the packet reader leaves to paho (QoS 2, a topic that is not UTF-8...).
+        self._queue.put_nowait(from_paho(message))  # type: ignore[arg-type]
 
-    def take_nowait(self) -> mqtt.MQTTMessage | None:
+    def take_nowait(self) -> Delivered | None:
         """A message left in the queue (after a disconnect, say), or None."""
         try:
             return self._queue.get_nowait()  # type: ignore[return-value]
@@ -145,7 +112,7 @@ class FlowControlledClient(aiomqtt.Client):
         self.paused = False
         if self._fd is not None:
             self._loop.add_reader(self._fd, self._read_ready)
-            if self._recv.pending:
+            if self._reader.has_packet():
                 # Bytes already read from the socket wake no reader; parse them now.
                 self._loop.call_soon(self._read_ready)
         log.info("MQTT reads resumed")
@@ -160,7 +127,7 @@ class FlowControlledClient(aiomqtt.Client):
                 self._client.loop_read()
                 if self.paused or self._fd is None:
                     break
-                if not self._recv.pending and not _tls_pending(self._client):
+                if not self._reader.has_packet() and not _tls_pending(self._client):
                     break
         except Exception as exc:
             if not self._disconnected.done():
@@ -174,7 +141,7 @@ class FlowControlledClient(aiomqtt.Client):
 
     def _socket_opened(self, fd: int) -> None:
         self._fd = fd
-        self._recv.reset()
+        self._reader.reset()
         if self.paused:
             self._loop.remove_reader(fd)
         else:
@@ -189,7 +156,7 @@ class FlowControlledClient(aiomqtt.Client):
         if self._disconnected.done() and not self._disconnected.cancelled():
             self._disconnected.exception()
 
-    async def next_batch(self, end: asyncio.Event, limit: int) -> list[mqtt.MQTTMessage] | None:
+    async def next_batch(self, end: asyncio.Event, limit: int) -> list[Delivered] | None:
         """The messages waiting (at least one, at most ``limit``), in arrival order; None once
         ``end`` is set; MqttError when the link drops.
 
@@ -208,7 +175,7 @@ class FlowControlledClient(aiomqtt.Client):
             batch.append(message)
         return batch
 
-    async def _next_message(self, end: asyncio.Event) -> mqtt.MQTTMessage | None:
+    async def _next_message(self, end: asyncio.Event) -> Delivered | None:
         getter = asyncio.ensure_future(self._queue.get())
         ender = asyncio.ensure_future(end.wait())
         try:

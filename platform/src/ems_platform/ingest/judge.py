@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -40,6 +43,32 @@ def _problem(rejection: Rejection) -> Problem:
     return Problem(rejection.reason.value, rejection.detail, rejection.index)
 
 
+#: The nine MEASUREMENTS of a reading as a tuple in wire order (already floats: the model's
+#: strict float fields turn JSON integers into floats).
+_VALUES = operator.attrgetter(*MEASUREMENTS)
+_TS = operator.attrgetter("ts")
+
+
+def _add_rows(
+    rows: list[ReadingRow], device_id: str, sample: Sample, received_at: datetime
+) -> None:
+    """One row per phase of a normalised sample, phases in name order."""
+    phases = sample.phases
+    ts, seq, boot = sample.ts, sample.seq, sample.boot
+    for phase in sorted(phases):
+        rows.append(
+            ReadingRow(
+                device_id, phase, ts, _VALUES(phases[phase]), None, (), seq, boot, received_at
+            )
+        )
+
+
+#: Topics repeat with every message of a device; parsing one costs more than looking it up.
+#: Bounded, so a client inventing topics only evicts entries.
+TOPIC_CACHE_SIZE = 16384
+
+
+@functools.lru_cache(maxsize=TOPIC_CACHE_SIZE)
 def topic_device(topic: str) -> tuple[str, TopicKind] | None:
     try:
         parsed = parse_topic(topic)
@@ -77,31 +106,16 @@ class Judge:
     def _telemetry(self, incoming: Incoming, device_id: str) -> Envelope:
         verdict = parse_telemetry(device_id, incoming.payload)
         envelope = Envelope(incoming, MessageKind.TELEMETRY, device_id)
-        envelope.problems = [_problem(r) for r in verdict.rejected]
-        # Oldest first: a replayed backlog is then not "late" against itself.
-        samples = sorted((s.normalized() for s in verdict.samples), key=lambda s: s.ts)
+        if verdict.rejected:
+            envelope.problems = [_problem(r) for r in verdict.rejected]
+        samples = [s.normalized() for s in verdict.samples]
+        if len(samples) > 1:
+            # Oldest first: a replayed backlog is then not "late" against itself.
+            samples.sort(key=_TS)
+        rows = envelope.rows
         for sample in samples:
-            envelope.rows.extend(self._rows(device_id, sample, incoming))
+            _add_rows(rows, device_id, sample, incoming.received_at)
         return envelope
-
-    def _rows(self, device_id: str, sample: Sample, incoming: Incoming) -> list[ReadingRow]:
-        rows = []
-        for phase, reading in sorted(sample.phases.items()):
-            values = tuple(float(getattr(reading, name)) for name in MEASUREMENTS)
-            rows.append(
-                ReadingRow(
-                    device_id=device_id,
-                    phase=phase,
-                    ts=sample.ts,
-                    values=values,
-                    energy_delta_kwh=None,
-                    flags=(),
-                    seq=sample.seq,
-                    boot=sample.boot,
-                    received_at=incoming.received_at,
-                )
-            )
-        return rows
 
     def _control_object(self, incoming: Incoming) -> dict[str, Any] | Problem:
         data = load_json_object(incoming.payload, limit=MAX_CONTROL_BYTES)

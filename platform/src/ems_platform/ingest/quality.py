@@ -6,19 +6,33 @@ stored rows that can matter (``context_keys`` says which): per device/phase the 
 and around every row not newer than it, the stored row at or before it and the one after
 it. Given those, the predecessor of every new row in the merged, ts-ordered timeline is its
 true predecessor, so the result is the same as recomputing the whole series.
+
+This runs for every row the ingest stores, and under load nearly every series only grows:
+each new row is newer than everything stored or accepted before it, so its predecessor is
+simply the series' newest row so far, it cannot be a duplicate, and no stored row changes.
+Such rows are planned as they arrive, in one pass. Only a row not newer than its series'
+newest is looked up among the stored and accepted keys (duplicate, conflict), and a series
+that accepts such a late row is planned again at the end, by merging and sorting.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ems_contract import MEASUREMENTS
-from ems_platform.ingest.deltas import OWN_FLAGS, Point, QualityRules, derive, ordered, own_flags
-from ems_platform.ingest.envelope import Envelope, Problem, ReadingRow
+from ems_platform.ingest.deltas import (
+    FIRST_READING,
+    FLAG_SETS,
+    FUTURE_TIMESTAMP,
+    OUT_OF_ORDER,
+    OWN_BITS,
+    QualityRules,
+    step,
+)
+from ems_platform.ingest.envelope import Envelope, Flag, Problem, ReadingRow
 
 CONFLICT = "conflict"
 
@@ -43,17 +57,13 @@ def series_of(batch: Sequence[Envelope]) -> list[Series]:
 def context_keys(batch: Sequence[Envelope], newest: Mapping[Series, datetime]) -> list[Key]:
     """Rows of the batch not newer than their series' newest stored row: around these the
     store must also fetch the neighbours (and any stored row with the same key)."""
-    keys = {
-        row.key
-        for env in batch
-        for row in env.rows
-        if (row.device_id, row.phase) in newest and row.ts <= newest[(row.device_id, row.phase)]
-    }
+    keys = set()
+    for env in batch:
+        for row in env.rows:
+            high = newest.get((row.device_id, row.phase))
+            if high is not None and row.ts <= high:
+                keys.add((row.device_id, row.phase, row.ts))
     return sorted(keys)
-
-
-def _point(row: ReadingRow) -> Point:
-    return Point(row.ts, row.values[-1], row.boot, row.seq)
 
 
 def _differences(stored: ReadingRow, received: ReadingRow) -> dict[str, dict[str, Any]]:
@@ -80,76 +90,159 @@ def _conflict(row: ReadingRow, differences: dict[str, dict[str, Any]]) -> Proble
 def plan_batch(
     batch: Sequence[Envelope], stored: Iterable[ReadingRow], rules: QualityRules
 ) -> Plan:
+    stored = stored if isinstance(stored, Sequence) else list(stored)
     plan = Plan()
-    by_key: dict[Key, ReadingRow] = {}
-    stored_by_series: dict[Series, list[ReadingRow]] = defaultdict(list)
-    newest: dict[Series, datetime] = {}
+    inserts = plan.inserts
+    max_kw = rules.max_kw
+    # Per series its newest row so far, stored or accepted; of equal keys the first counts.
+    newest: dict[Series, ReadingRow] = {}
     for row in stored:
-        if row.key in by_key:
-            continue
-        by_key[row.key] = row
         series = (row.device_id, row.phase)
-        stored_by_series[series].append(row)
-        newest[series] = max(row.ts, newest.get(series, row.ts))
+        high = newest.get(series)
+        if high is None or row.ts > high.ts:
+            newest[series] = row
+    # Every key stored or accepted so far, for rows that may be duplicates; built only once
+    # such a row shows up, as a row newer than its series' newest cannot be one.
+    by_key: dict[Key, ReadingRow] | None = None
+    # Series with a late row, to plan again at the end; the own flags of the late rows, by
+    # their index in ``inserts`` (where they wait unplanned).
+    replan: set[Series] = set()
+    late: dict[int, int] = {}
 
     # Arrival order decides what is late: a row older than anything stored or accepted
     # before it in this batch, exactly as if each message had been its own transaction.
-    fresh: dict[Series, list[tuple[int, int, ReadingRow, set[str]]]] = defaultdict(list)
+    skew = rules.clock_skew
+    received_at: datetime | None = None
+    future = datetime.max
     for msg, envelope in enumerate(batch):
         conflicts = []
         for ord_, row in enumerate(envelope.rows):
-            existing = by_key.get(row.key)
-            if existing is not None:
-                differences = _differences(existing, row)
-                if differences:
-                    conflicts.append(_conflict(row, differences))
-                continue
-            by_key[row.key] = row
+            ts = row.ts
             series = (row.device_id, row.phase)
-            high = newest.get(series)
-            late = high is not None and row.ts < high
-            if high is None or row.ts > high:
-                newest[series] = row.ts
-            flags = own_flags(row.ts, row.received_at, late=late, rules=rules)
-            fresh[series].append((msg, ord_, row, flags))
+            previous = newest.get(series)
+            if previous is not None and not ts > previous.ts:
+                if by_key is None:
+                    by_key = _keys(stored, inserts)
+                key = (row.device_id, row.phase, ts)
+                existing = by_key.get(key)
+                if existing is not None:
+                    differences = _differences(existing, row)
+                    if differences:
+                        conflicts.append(_conflict(row, differences))
+                    continue
+                by_key[key] = row
+                if row.received_at is not received_at:
+                    received_at = row.received_at
+                    future = received_at + skew
+                own = FUTURE_TIMESTAMP if ts > future else 0
+                replan.add(series)
+                late[len(inserts)] = own | OUT_OF_ORDER if ts < previous.ts else own
+                inserts.append((msg, ord_, row))
+                continue
+            if by_key is not None:
+                by_key[(row.device_id, row.phase, ts)] = row
+            newest[series] = row
+            if row.received_at is not received_at:
+                received_at = row.received_at
+                future = received_at + skew
+            own = FUTURE_TIMESTAMP if ts > future else 0
+            if previous is None:
+                delta: float | None = None
+                own |= FIRST_READING
+            else:
+                delta, derived = step(previous, previous.values[-1], row, row.values[-1], max_kw)
+                own |= derived
+            inserts.append((msg, ord_, _with(row, delta, FLAG_SETS[own])))
         plan.conflicts.append(conflicts)
-
-    for series, items in fresh.items():
-        _timeline(plan, stored_by_series.get(series, []), items, rules)
-    plan.inserts.sort(key=lambda item: (item[0], item[1]))
+    if replan:
+        _replan(plan, stored, replan, late, max_kw)
     return plan
 
 
-def _timeline(
+def _keys(
+    stored: Sequence[ReadingRow], inserts: Iterable[tuple[int, int, ReadingRow]]
+) -> dict[Key, ReadingRow]:
+    """Stored (of equal keys the first) and accepted rows by key."""
+    by_key = {(row.device_id, row.phase, row.ts): row for row in reversed(stored)}
+    by_key.update(((row.device_id, row.phase, row.ts), row) for _, _, row in inserts)
+    return by_key
+
+
+#: A row on a series' timeline: its index in ``Plan.inserts`` and its own flags (a mask),
+#: or -1 and 0 for a stored row.
+_Item = tuple[int, int, ReadingRow]
+
+
+def _replan(
     plan: Plan,
-    stored: list[ReadingRow],
-    fresh: list[tuple[int, int, ReadingRow, set[str]]],
-    rules: QualityRules,
+    stored: Iterable[ReadingRow],
+    replan: set[Series],
+    late: dict[int, int],
+    max_kw: float,
 ) -> None:
-    """Walk one series in ts order, taking each new row's delta against the row before it and
-    recomputing a stored row whose predecessor is now a new row."""
-    merged: list[tuple[datetime, ReadingRow, tuple[int, int, set[str]] | None]] = [
-        (row.ts, row, None) for row in stored
-    ]
-    merged.extend((row.ts, row, (msg, ord_, flags)) for msg, ord_, row, flags in fresh)
-    merged.sort(key=lambda item: item[0])
+    """Plan the series in ``replan`` from scratch: merge each one's stored and new rows in
+    ts order and walk them (in the order the series first got a new row, as updates go)."""
+    timelines: dict[Series, list[_Item]] = {}
+    for index, (_, _, row) in enumerate(plan.inserts):
+        series = (row.device_id, row.phase)
+        if series in replan:
+            own = late.get(index)
+            if own is None:  # planned on arrival; of its flags only its own still hold
+                own = FUTURE_TIMESTAMP if Flag.FUTURE_TIMESTAMP.value in row.flags else 0
+            timelines.setdefault(series, []).append((index, own, row))
+    seen: set[Key] = set()
+    before: dict[Series, list[_Item]] = {}
+    for row in stored:
+        series = (row.device_id, row.phase)
+        if series in replan:
+            key = (row.device_id, row.phase, row.ts)
+            if key not in seen:
+                seen.add(key)
+                before.setdefault(series, []).append((-1, 0, row))
+    for series, items in timelines.items():
+        timeline = before.get(series, [])
+        timeline.extend(items)
+        timeline.sort(key=lambda item: item[2].ts)
+        _timeline(plan, timeline, max_kw)
+
+
+def _timeline(plan: Plan, timeline: list[_Item], max_kw: float) -> None:
+    """Walk one series in ts order, taking each new row's delta against the row before it
+    and recomputing a stored row whose predecessor is now a new row."""
     previous: ReadingRow | None = None
     previous_is_new = False
-    for _, row, new in merged:
-        if new is not None:
-            msg, ord_, own = new
-            delta = derive(None if previous is None else _point(previous), _point(row), rules)
-            row = replace(
-                row,
-                energy_delta_kwh=delta.energy_delta_kwh,
-                flags=ordered(own | set(delta.flags)),
-            )
-            plan.inserts.append((msg, ord_, row))
+    for index, own, row in timeline:
+        if index >= 0:
+            if previous is None:
+                delta: float | None = None
+                flags = FIRST_READING
+            else:
+                delta, flags = _step(previous, row, max_kw)
+            msg, ord_, _ = plan.inserts[index]
+            plan.inserts[index] = (msg, ord_, _with(row, delta, FLAG_SETS[own | flags]))
         elif previous is not None and previous_is_new:
-            delta = derive(_point(previous), _point(row), rules)
-            flags = ordered((set(row.flags) & OWN_FLAGS) | set(delta.flags))
-            if flags != tuple(row.flags) or delta.energy_delta_kwh != row.energy_delta_kwh:
-                plan.updates.append(
-                    replace(row, energy_delta_kwh=delta.energy_delta_kwh, flags=flags)
-                )
-        previous, previous_is_new = row, new is not None
+            delta, flags = _step(previous, row, max_kw)
+            for flag in row.flags:
+                flags |= OWN_BITS.get(flag, 0)
+            if FLAG_SETS[flags] != tuple(row.flags) or delta != row.energy_delta_kwh:
+                plan.updates.append(_with(row, delta, FLAG_SETS[flags]))
+        previous, previous_is_new = row, index >= 0
+
+
+def _step(previous: ReadingRow, row: ReadingRow, max_kw: float) -> tuple[float | None, int]:
+    return step(previous, previous.values[-1], row, row.values[-1], max_kw)
+
+
+def _with(row: ReadingRow, delta: float | None, flags: tuple[str, ...]) -> ReadingRow:
+    """``row`` with this delta and these flags (``dataclasses.replace``, without its cost)."""
+    return ReadingRow(
+        row.device_id,
+        row.phase,
+        row.ts,
+        row.values,
+        delta,
+        flags,
+        row.seq,
+        row.boot,
+        row.received_at,
+    )

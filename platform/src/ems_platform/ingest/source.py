@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiomqtt
-import paho.mqtt.client as mqtt
 
 from ems_contract import TopicKind, all_filter
 from ems_contract.backoff import Backoff
 from ems_platform.ingest.acks import Acknowledger, PahoAck, enable_manual_ack
 from ems_platform.ingest.envelope import Incoming
 from ems_platform.ingest.flow_client import FlowControlledClient
+from ems_platform.ingest.packet_reader import Delivered
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,8 @@ class MqttConfig:
     shared_group: str | None = None
 
 
-def _incoming(message: mqtt.MQTTMessage, received_at: datetime, ack: PahoAck | None) -> Incoming:
-    payload = bytes(message.payload)  # the same object when paho parsed it as bytes
-    return Incoming(message.topic, payload, received_at, bool(message.retain), ack)
+def _incoming(message: Delivered, received_at: datetime, ack: PahoAck | None) -> Incoming:
+    return Incoming(message.topic, message.payload, received_at, message.retain, ack)
 
 
 class MqttSource:
@@ -194,7 +193,7 @@ class MqttSource:
         if self._stopping.is_set():
             await self._finish(client)
 
-    async def _hand_on(self, messages: list[mqtt.MQTTMessage]) -> None:
+    async def _hand_on(self, messages: list[Delivered]) -> None:
         # One stamp per read: these messages arrived together.
         now = datetime.now(UTC)
         handle = self.acknowledge.handle

@@ -1,0 +1,120 @@
+"""The ingest's packet reader over a real socket pair: framing across arbitrary reads,
+PUBLISH decoding, and everything else passed to paho as paho's own reader would."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from ems_platform.ingest.packet_reader import Delivered, PacketReader, from_paho
+
+
+def remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def publish(
+    topic: bytes, payload: bytes, *, qos: int = 1, mid: int = 7, retain: bool = False
+) -> bytes:
+    body = (
+        len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + payload
+    )
+    header = 0x30 | (qos << 1) | (1 if retain else 0)
+    return bytes([header]) + remaining_length(len(body)) + body
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[mqtt.Client, socket.socket, list[Delivered]]]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client._sock = ours
+    got: list[Delivered] = []
+    client.on_message = lambda _c, _u, message: got.append(from_paho(message))
+    PacketReader(client, got.append).install()
+    yield client, theirs, got
+    ours.close()
+    theirs.close()
+
+
+def drain(client: mqtt.Client) -> list[MQTTErrorCode]:
+    """loop_read until the reader wants more bytes, as the ingest's reader callback does."""
+    codes = []
+    for _ in range(10_000):
+        code = client._packet_read()
+        codes.append(code)
+        if code != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return codes
+    raise AssertionError("reader never ran dry")
+
+
+def test_publishes_split_at_every_byte_are_decoded_in_order(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, got = link
+    big = b"x" * 300  # a two-byte remaining length
+    stream = publish(b"ems/d1/telemetry", big, mid=1) + publish(
+        b"ems/d1/status", b"{}", qos=0, retain=True
+    )
+    stream += publish(b"ems/d2/cmd/ack", b'{"ok":1}', mid=65535)
+    for byte in stream:
+        peer.send(bytes([byte]))
+        drain(client)
+    assert got == [
+        Delivered("ems/d1/telemetry", big, 1, 1, False),
+        Delivered("ems/d1/status", b"{}", 0, 0, True),
+        Delivered("ems/d2/cmd/ack", b'{"ok":1}', 1, 65535, False),
+    ]
+
+
+def test_many_packets_in_one_read(link: tuple[mqtt.Client, socket.socket, list[Delivered]]) -> None:
+    client, peer, got = link
+    peer.sendall(b"".join(publish(b"ems/d/telemetry", b"%d" % i, mid=i + 1) for i in range(500)))
+    codes = drain(client)
+    assert codes[-1] == MQTTErrorCode.MQTT_ERR_AGAIN
+    assert [d.payload for d in got] == [b"%d" % i for i in range(500)]
+    assert [d.mid for d in got] == list(range(1, 501))
+
+
+def test_a_topic_that_is_not_utf8_goes_through_paho_and_stays_readable(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, got = link
+    peer.sendall(publish(b"ems/\xff/telemetry", b"{}", mid=3))
+    drain(client)
+    assert got == [Delivered("ems/\ufffd/telemetry", b"{}", 1, 3, False)]
+
+
+def test_other_packets_reach_paho(link: tuple[mqtt.Client, socket.socket, list[Delivered]]) -> None:
+    client, peer, got = link
+    suback: list[int] = []
+    client.on_subscribe = lambda _c, _u, mid, _codes, _p: suback.append(mid)
+    peer.sendall(bytes([0x90, 0x03, 0x00, 0x09, 0x01]))  # SUBACK mid 9, granted QoS 1
+    drain(client)
+    assert suback == [9] and got == []
+
+
+def test_a_closed_link_and_a_malformed_length_are_reported(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, _ = link
+    peer.sendall(bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]))
+    assert drain(client)[-1] == MQTTErrorCode.MQTT_ERR_PROTOCOL
+    peer.close()
+    other, closed = socket.socketpair()
+    other.setblocking(False)
+    client._sock = other
+    reader = PacketReader(client, lambda _d: None)
+    reader.install()
+    closed.close()
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_CONN_LOST
+    other.close()
