@@ -65,7 +65,7 @@ class History:
     def context(self, batch: Sequence[Envelope]) -> list[ReadingRow]:
         """The stored rows ``pg_store`` passes to ``plan_batch`` for this batch."""
         stored = [self.rows[s][-1] for s in series_of(batch) if s in self.rows]
-        newest = {(r.device_id, r.phase): r.ts for r in stored}
+        newest = {(r.device_id, r.phase): r for r in stored}
         for device, phase, ts in context_keys(batch, newest):
             series = self.rows[(device, phase)]
             at = bisect.bisect_right([r.ts for r in series], ts)

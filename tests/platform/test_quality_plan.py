@@ -144,7 +144,7 @@ class World:
             for row in sorted(rows, key=lambda r: r.ts):
                 by_series.setdefault((row.device_id, row.phase), []).append(row)
             context = [timeline[-1] for timeline in by_series.values()]
-            newest = {s: timeline[-1].ts for s, timeline in by_series.items()}
+            newest = {s: timeline[-1] for s, timeline in by_series.items()}
             for device, phase, ts in context_keys(batch, newest):
                 timeline = by_series[(device, phase)]
                 at = bisect.bisect_right([r.ts for r in timeline], ts)

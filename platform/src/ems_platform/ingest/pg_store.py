@@ -17,6 +17,7 @@ key (a writer that bypassed both), the batch is retried the defensive way: stagi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from ems_contract import MEASUREMENTS
+from ems_contract import MEASUREMENTS, PHASES
 from ems_platform.core.db import Connection, Pool
 from ems_platform.ingest.deltas import QualityRules
 from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow
@@ -139,6 +140,7 @@ def _credit(batch: Sequence[Envelope], inserted: set[tuple[str, str, datetime]])
     return stored
 
 
+@functools.lru_cache(maxsize=65536)
 def lock_key(device_id: str) -> int:
     """A stable signed 64-bit advisory-lock key per device (same in every worker)."""
     digest = hashlib.blake2b(b"ems.readings:" + device_id.encode(), digest_size=8).digest()
@@ -163,33 +165,34 @@ Series = tuple[str, str]
 
 
 class Heads:
-    """The newest stored row of each series this worker wrote, per device version.
+    """The newest stored row of each series this worker wrote, under each device's version.
 
     ``None`` for a series means "no row stored" (as of that version), which is knowledge
-    too; a series missing from the map is unknown and is read from the database.
+    too; a series missing from the map is unknown and is read from the database. Flat maps,
+    since this runs for every series of every batch.
     """
 
     def __init__(self) -> None:
-        self._devices: dict[str, tuple[int, dict[str, ReadingRow | None]]] = {}
+        self._versions: dict[str, int] = {}
+        self._rows: dict[Series, ReadingRow | None] = {}
 
     def clear(self) -> None:
-        self._devices.clear()
+        self._versions.clear()
+        self._rows.clear()
 
     def known(
         self, series: Iterable[Series], versions: dict[str, int | None]
     ) -> tuple[dict[Series, ReadingRow | None], list[Series]]:
         """What is remembered of ``series`` under the stored ``versions``, and what is not."""
+        mine, rows = self._versions, self._rows
         known: dict[Series, ReadingRow | None] = {}
         unknown: list[Series] = []
-        for device, phase in series:
-            entry = self._devices.get(device)
-            version = versions.get(device)
-            if entry is not None and version is not None and entry[0] == version:
-                phases = entry[1]
-                if phase in phases:
-                    known[(device, phase)] = phases[phase]
-                    continue
-            unknown.append((device, phase))
+        for key in series:
+            version = versions.get(key[0])
+            if version is not None and mine.get(key[0]) == version and key in rows:
+                known[key] = rows[key]
+            else:
+                unknown.append(key)
         return known, unknown
 
     def committed(
@@ -201,22 +204,24 @@ class Heads:
     ) -> None:
         """After a commit that moved each device from version ``read`` to ``versions``: the
         newest row of every series the batch touched (``before`` it, or one ``written``)."""
-        newest = dict(before)
-        for row in written:
-            series = (row.device_id, row.phase)
-            current = newest.get(series)
-            if current is None or row.ts >= current.ts:
-                newest[series] = row
-        touched: dict[str, dict[str, ReadingRow | None]] = {}
-        for (device, phase), head in newest.items():
-            touched.setdefault(device, {})[phase] = head
+        mine, rows = self._versions, self._rows
         for device, version in versions.items():
-            entry = self._devices.get(device)
-            # Other series of the device stay known only if nobody wrote it since we did.
-            kept = entry is not None and read.get(device) == entry[0]
-            phases = dict(entry[1]) if kept and entry is not None else {}
-            phases.update(touched.get(device, {}))
-            self._devices[device] = (version, phases)
+            if mine.get(device) != read.get(device):
+                # Someone else wrote the device since we did: its other series are unknown.
+                for phase in PHASES:
+                    rows.pop((device, phase), None)
+            mine[device] = version
+        rows.update(before)
+        for row in written:
+            key = (row.device_id, row.phase)
+            current = rows.get(key)
+            if current is None or row.ts >= current.ts:
+                rows[key] = row
+        for device in {device for device, _ in before if device not in versions}:
+            # Not registered (no version): nothing about it can be trusted later.
+            mine.pop(device, None)
+            for phase in PHASES:
+                rows.pop((device, phase), None)
 
 
 class _CacheWrong(Exception):
@@ -269,9 +274,13 @@ class PgReadingStore:
             for envelope, conflicts in zip(batch, plan.conflicts, strict=True):
                 envelope.conflicts = conflicts
             if direct:
-                inserted = await self._insert_direct(conn, plan)
+                await self._insert_direct(conn, plan)
+                # Every planned row was inserted, by the first message that carried its key.
+                stored = [0] * len(batch)
+                for msg, _, _ in plan.inserts:
+                    stored[msg] += 1
             else:
-                inserted = await self._insert_staged(conn, plan)
+                stored = _credit(batch, await self._insert_staged(conn, plan))
             if plan.updates:
                 await conn.executemany(
                     _UPDATE,
@@ -280,7 +289,6 @@ class PgReadingStore:
                         for r in plan.updates
                     ],
                 )
-            stored = _credit(batch, inserted)
             await conn.copy_records_to_table(
                 "raw_events",
                 records=[self._raw(env, n) for env, n in zip(batch, stored, strict=True)],
@@ -297,8 +305,7 @@ class PgReadingStore:
         self, conn: Connection, batch: Sequence[Envelope], before: dict[Series, ReadingRow | None]
     ) -> Plan:
         stored = [row for row in before.values() if row is not None]
-        newest = {(row.device_id, row.phase): row.ts for row in stored}
-        around = context_keys(batch, newest)
+        around = context_keys(batch, before)
         if around:
             records = await conn.fetch(
                 _AROUND, [k[0] for k in around], [k[1] for k in around], [k[2] for k in around]
@@ -307,10 +314,10 @@ class PgReadingStore:
         return plan_batch(batch, stored, self._rules)
 
     @staticmethod
-    async def _insert_direct(conn: Connection, plan: Plan) -> set[tuple[str, str, datetime]]:
+    async def _insert_direct(conn: Connection, plan: Plan) -> None:
         """Every planned row is new (the device locks are held): COPY them into the table."""
         if not plan.inserts:
-            return set()
+            return
         try:
             await conn.copy_records_to_table(
                 "energy_readings",
@@ -319,7 +326,6 @@ class PgReadingStore:
             )
         except asyncpg.UniqueViolationError as exc:
             raise _CacheWrong from exc
-        return {row.key for _, _, row in plan.inserts}
 
     @staticmethod
     async def _insert_staged(conn: Connection, plan: Plan) -> set[tuple[str, str, datetime]]:

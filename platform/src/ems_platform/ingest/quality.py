@@ -54,14 +54,17 @@ def series_of(batch: Sequence[Envelope]) -> list[Series]:
     return sorted({(row.device_id, row.phase) for env in batch for row in env.rows})
 
 
-def context_keys(batch: Sequence[Envelope], newest: Mapping[Series, datetime]) -> list[Key]:
-    """Rows of the batch not newer than their series' newest stored row: around these the
-    store must also fetch the neighbours (and any stored row with the same key)."""
+def context_keys(
+    batch: Sequence[Envelope], newest: Mapping[Series, ReadingRow | None]
+) -> list[Key]:
+    """Rows of the batch not newer than their series' newest stored row (None: nothing
+    stored): around these the store must also fetch the neighbours (and any stored row with
+    the same key)."""
     keys = set()
     for env in batch:
         for row in env.rows:
             high = newest.get((row.device_id, row.phase))
-            if high is not None and row.ts <= high:
+            if high is not None and row.ts <= high.ts:
                 keys.add((row.device_id, row.phase, row.ts))
     return sorted(keys)
 
