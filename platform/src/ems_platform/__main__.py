@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from ems_platform.core.errors import PlatformError
+from ems_platform.core.gc_tuning import tune_for_throughput
 from ems_platform.core.logging import configure_logging
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.serve import serve
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("invalid settings: %s", problems)
         return 2
     configure_logging(settings.log_level)
+    if settings.ingest_enabled:
+        tune_for_throughput()
     try:
         asyncio.run(serve(settings))
     except PlatformError as exc:
