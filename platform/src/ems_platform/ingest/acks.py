@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 _PUBACK = struct.Struct("!BBH")
 
 
-@dataclass(frozen=True, slots=True)
-class PahoAck:
+class PahoAck(NamedTuple):
     """The ack handle of one delivered message (``Incoming.ack``)."""
 
     generation: int

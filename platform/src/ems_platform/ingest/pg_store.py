@@ -30,7 +30,7 @@ import asyncpg
 from ems_contract import MEASUREMENTS, PHASES
 from ems_platform.core.db import Connection, Pool
 from ems_platform.ingest.deltas import QualityRules
-from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow
+from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow, Verdict
 from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
 from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
 
@@ -125,6 +125,10 @@ _TRANSIENT = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
+
+
+_ACCEPTED = Verdict.ACCEPTED.value
+_DUPLICATE = Verdict.DUPLICATE.value
 
 
 def _credit(batch: Sequence[Envelope], inserted: set[tuple[str, str, datetime]]) -> list[int]:
@@ -344,6 +348,11 @@ class PgReadingStore:
     @staticmethod
     def _raw(envelope: Envelope, stored: int) -> tuple[Any, ...]:
         incoming = envelope.incoming
+        if not envelope.problems and not envelope.conflicts:
+            # The common case, without building the rejection list three times.
+            verdict = _DUPLICATE if envelope.rows and not stored else _ACCEPTED
+            topic, device = incoming.topic, envelope.device_id
+            return (incoming.received_at, topic, device, incoming.payload, verdict, None, None)
         return (
             incoming.received_at,
             incoming.topic,

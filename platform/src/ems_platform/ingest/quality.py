@@ -42,7 +42,8 @@ Key = tuple[str, str, datetime]
 
 @dataclass(slots=True)
 class Plan:
-    #: (message index, row index, row with delta and flags), in arrival order.
+    #: (message index, row index, row), in arrival order. The row is the envelope's own,
+    #: given its delta and flags by the planner (stored rows are never changed in place).
     inserts: list[tuple[int, int, ReadingRow]] = field(default_factory=list)
     #: Stored rows whose delta or derived flags change, with their new values.
     updates: list[ReadingRow] = field(default_factory=list)
@@ -155,7 +156,11 @@ def plan_batch(
             else:
                 delta, derived = step(previous, previous.values[-1], row, row.values[-1], max_kw)
                 own |= derived
-            inserts.append((msg, ord_, _with(row, delta, FLAG_SETS[own])))
+            # The batch's own row takes its delta and flags in place (a copy per row was a
+            # measurable cost); planning the batch again sets them again.
+            row.energy_delta_kwh = delta
+            row.flags = FLAG_SETS[own]
+            inserts.append((msg, ord_, row))
         plan.conflicts.append(conflicts)
     if replan:
         _replan(plan, stored, replan, late, max_kw)
@@ -221,8 +226,8 @@ def _timeline(plan: Plan, timeline: list[_Item], max_kw: float) -> None:
                 flags = FIRST_READING
             else:
                 delta, flags = _step(previous, row, max_kw)
-            msg, ord_, _ = plan.inserts[index]
-            plan.inserts[index] = (msg, ord_, _with(row, delta, FLAG_SETS[own | flags]))
+            row.energy_delta_kwh = delta
+            row.flags = FLAG_SETS[own | flags]
         elif previous is not None and previous_is_new:
             delta, flags = _step(previous, row, max_kw)
             for flag in row.flags:
