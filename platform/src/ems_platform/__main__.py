@@ -27,7 +27,7 @@ environment (EMS_ prefix):
   EMS_API_HOST, EMS_API_PORT        where the REST API listens (127.0.0.1:8000)
   EMS_INGEST_ENABLED      run the MQTT ingest in this process (true)
   EMS_INGEST_CLIENT_ID    MQTT client id (ems-platform-ingest)
-  EMS_INGEST_BATCH_ROWS   commit a batch at this many rows (10000)
+  EMS_INGEST_BATCH_ROWS   commit a batch at this many rows (50000)
   EMS_INGEST_FLUSH_MS     ... or this long after its first message (200)
   EMS_INGEST_QUEUE_SIZE   messages held before MQTT reads pause (1000)
   EMS_INGEST_SHARED_GROUP share the load with other workers via $share/<group>/ (Mosquitto);

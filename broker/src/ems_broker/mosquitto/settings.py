@@ -36,7 +36,7 @@ class MosquittoSettings(BaseBrokerSettings):
         65535, ge=10, le=65535, description="largest keepalive a client may ask for, seconds"
     )
     mqtt_max_inflight: int = Field(
-        10_000,
+        40_000,
         ge=1,
         le=65535,
         description="QoS 1 messages sent to a client and not yet acknowledged (Mosquitto's "

@@ -45,7 +45,7 @@ class Ingest:
         mqtt: MqttConfig,
         metrics: IngestMetrics,
         *,
-        batch_rows: int = 10_000,
+        batch_rows: int = 50_000,
         flush_interval: float = 0.2,
         retry_cap: float = 30.0,
         shutdown_timeout: float = 10.0,
