@@ -21,7 +21,7 @@ from benchmarks.ingest_db import Committed, Progress, count_check
 from benchmarks.ingest_fleet import Fleet, FleetConfig, FleetError, running_fleet
 from benchmarks.ingest_pipelines import Pipelines, summed
 from benchmarks.ingest_profile import record_all
-from benchmarks.procmem import tree_cpu_seconds
+from benchmarks.procmem import peak_rss_kib, tree_cpu_seconds, tree_rss_kib
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +220,14 @@ async def measure_phase(
             result["window"] = _window(start, end, real)
             result["window"]["backlog_msgs_at_end"] = (
                 end.acked - end.committed.readings // PHASES_PER_SAMPLE
+            )
+            # Memory of the ingest process(es): resident at the window's end, and the peak
+            # since start (batches of EMS_INGEST_BATCH_ROWS rows, two in hand at a time).
+            result["window"]["ingest_rss_mib"] = round(
+                sum(tree_rss_kib(pid) for pid in pipe.pids) / 1024, 1
+            )
+            result["window"]["ingest_peak_rss_mib"] = round(
+                sum(peak_rss_kib(pid) for pid in pipe.pids) / 1024, 1
             )
             if config.profile_seconds and config.profile_out is not None:
                 logger.info("%s: profiling the ingest for %.0f s", prefix, config.profile_seconds)

@@ -28,6 +28,7 @@ _ROWS: list[tuple[str, list[str | int], str]] = [
     ("CPU: whole machine busy", ["window", "cpu_cores", "machine"], "cores"),
     ("ingest CPU per message", ["window", "cpu_us_per_msg", "ingest"], "µs"),
     ("  => ceiling at one full core", ["window", "ingest_one_core_ceiling_msgs_per_s"], "msg/s"),
+    ("ingest memory: RSS at end / peak", ["window", "ingest_memory"], "MiB"),
     ("messages published (all)", ["published", "acked"], ""),
     ("count check: rows stored/expected", ["count_check", "stored_of_expected"], ""),
     ("  duplicates (raw_events)", ["count_check", "duplicates"], ""),
@@ -49,6 +50,10 @@ def _decorate(phase: dict[str, Any]) -> None:
     if "avg_batch_rows" in window:
         window["batch_commit"] = (
             f"{window['avg_batch_rows']:,.0f} rows / {window['avg_commit_s'] * 1000:,.1f} ms"
+        )
+    if "ingest_rss_mib" in window:
+        window["ingest_memory"] = (
+            f"{window['ingest_rss_mib']:,.0f} / {window.get('ingest_peak_rss_mib', 0):,.0f}"
         )
     workers = window.get("per_worker") or []
     if workers:

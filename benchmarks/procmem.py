@@ -53,6 +53,11 @@ def process_tree(pid: int) -> list[int]:
     return seen
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The process's own high-water mark of resident memory (VmHWM), KiB."""
+    return _status_field(pid, "VmHWM")
+
+
 def _status_field(pid: int, field: str) -> int:
     for line in (_PROC / str(pid) / "status").read_text().splitlines():
         if line.startswith(field + ":"):
