@@ -18,12 +18,15 @@ from ems_platform.api.routes import devices, health, hooks, tokens
 from ems_platform.api.runtime import Runtime
 from ems_platform.core.db import open_pool
 from ems_platform.core.settings import PlatformSettings
+from ems_platform.ingest import pg_codecs
 from ems_platform.ingest.metrics import IngestMetrics
 from ems_platform.ingest.service import build_ingest
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+#: The ingest commits one batch at a time on one connection; one spare for a reconnect.
+INGEST_POOL_SIZE = 2
 
 
 async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool) -> Runtime:
@@ -40,7 +43,17 @@ async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool
     metrics = IngestMetrics(registry)
     running = None
     if ingest:
-        running = await stack.enter_async_context(build_ingest(pool, settings, metrics))
+        # Its own small pool: one connection writes batches, and the fast timestamp codec
+        # stays off the API's connections.
+        ingest_pool = await stack.enter_async_context(
+            open_pool(
+                settings.database_url.get_secret_value(),
+                min_size=1,
+                max_size=INGEST_POOL_SIZE,
+                init=pg_codecs.install,
+            )
+        )
+        running = await stack.enter_async_context(build_ingest(ingest_pool, settings, metrics))
     limiter = FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window)
     return Runtime(settings, pool, access, registry, running, limiter)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
@@ -39,10 +39,17 @@ async def check_schema(pool: Pool) -> None:
 
 
 @asynccontextmanager
-async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> AsyncIterator[Pool]:
-    """A pool against a migrated database; closed on exit."""
+async def open_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    init: Callable[[asyncpg.Connection[asyncpg.Record]], Coroutine[Any, Any, None]] | None = None,
+) -> AsyncIterator[Pool]:
+    """A pool against a migrated database; closed on exit. ``init`` runs on every new
+    connection (asyncpg's pool ``init``)."""
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # The DSN may hold a password: name the error class, never the DSN.
         raise DatabaseUnavailableError(

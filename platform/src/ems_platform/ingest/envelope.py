@@ -89,6 +89,9 @@ READING_COLUMNS: tuple[str, ...] = (
     "boot",
     "received_at",
 )
+#: The same without ``flags``, for rows with none: the column's default ``{}`` fills it, and
+#: encoding an empty array per row was a measurable share of the ingest's CPU.
+UNFLAGGED_COLUMNS: tuple[str, ...] = tuple(c for c in READING_COLUMNS if c != "flags")
 
 
 @dataclass(slots=True)
@@ -121,6 +124,19 @@ class ReadingRow:
             *self.values,
             self.energy_delta_kwh,
             list(self.flags),
+            self.seq,
+            self.boot,
+            self.received_at,
+        )
+
+    def unflagged_record(self) -> tuple[Any, ...]:
+        """``record`` without ``flags`` (``UNFLAGGED_COLUMNS``), for a row that has none."""
+        return (
+            self.device_id,
+            self.phase,
+            self.ts,
+            *self.values,
+            self.energy_delta_kwh,
             self.seq,
             self.boot,
             self.received_at,

@@ -30,7 +30,13 @@ import asyncpg
 from ems_contract import MEASUREMENTS, PHASES
 from ems_platform.core.db import Connection, Pool
 from ems_platform.ingest.deltas import QualityRules
-from ems_platform.ingest.envelope import READING_COLUMNS, Envelope, ReadingRow, Verdict
+from ems_platform.ingest.envelope import (
+    READING_COLUMNS,
+    UNFLAGGED_COLUMNS,
+    Envelope,
+    ReadingRow,
+    Verdict,
+)
 from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
 from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
 
@@ -320,14 +326,17 @@ class PgReadingStore:
     @staticmethod
     async def _insert_direct(conn: Connection, plan: Plan) -> None:
         """Every planned row is new (the device locks are held): COPY them into the table."""
-        if not plan.inserts:
-            return
+        flagged = [row.record() for _, _, row in plan.inserts if row.flags]
+        unflagged = [row.unflagged_record() for _, _, row in plan.inserts if not row.flags]
         try:
-            await conn.copy_records_to_table(
-                "energy_readings",
-                records=[row.record() for _, _, row in plan.inserts],
-                columns=READING_COLUMNS,
-            )
+            if unflagged:
+                await conn.copy_records_to_table(
+                    "energy_readings", records=unflagged, columns=UNFLAGGED_COLUMNS
+                )
+            if flagged:
+                await conn.copy_records_to_table(
+                    "energy_readings", records=flagged, columns=READING_COLUMNS
+                )
         except asyncpg.UniqueViolationError as exc:
             raise _CacheWrong from exc
 
