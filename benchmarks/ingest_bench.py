@@ -104,7 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         f"(EMS_MQTT_MAX_QUEUED, {BENCH_MAX_QUEUED:,} for the benchmark's broker unless set)",
     )
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
-    parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60.0,
+        help="seconds measured (commits of 1-2 s each land in the count whole, so a short "
+        "window is off by up to one commit)",
+    )
     parser.add_argument("--naive-window", type=float, default=20.0)
     parser.add_argument("--naive-backlog", type=int, default=2_000)
     parser.add_argument("--skip-naive", action="store_true")

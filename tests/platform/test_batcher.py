@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from ems_platform.ingest.batcher import STORE_REJECTED, BatchWriter
+from ems_platform.ingest.batcher import LOOKAHEAD, STORE_REJECTED, BatchWriter
 from ems_platform.ingest.envelope import Envelope, Incoming, Verdict
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.memory_store import MemoryReadingStore
@@ -95,19 +95,22 @@ async def test_outage_keeps_the_batch_and_retries_until_it_lands() -> None:
 async def test_full_batches_push_back_on_the_producer() -> None:
     store = MemoryReadingStore()
     store.unavailable = True
+    held = 2 * (1 + LOOKAHEAD)  # one batch in the (failing) commit, LOOKAHEAD full behind it
     async with running(store, max_rows=2) as writer:
-        items = envelopes(6)
-        for env in items[:4]:  # one batch in the (failing) commit, one pending
+        items = envelopes(held + 2)
+        for env in items[:2]:
             await writer.add(env)
         await until(lambda: store.attempts >= 1)
-        blocked = asyncio.create_task(writer.add(items[4]))
+        for env in items[2:held]:
+            await writer.add(env)
+        blocked = asyncio.create_task(writer.add(items[held]))
         for _ in range(50):
             await asyncio.sleep(0)
         assert not blocked.done(), "add must wait while the writer is backed up"
         store.unavailable = False
         await asyncio.wait_for(blocked, 30)
-        await writer.add(items[5])
-    assert len(store.readings) == 6
+        await writer.add(items[held + 1])
+    assert len(store.readings) == held + 2
 
 
 async def test_poison_message_is_quarantined_and_the_rest_stored() -> None:

@@ -1,7 +1,7 @@
 """Collect envelopes into batches and commit them: at N rows or after T ms, whichever first.
 
 Memory stays bounded: while a batch is being committed (or retried because the database is
-down) the next one fills up to the same size, then ``add`` waits. That wait is the
+down) up to ``LOOKAHEAD`` more fill up to the same size, then ``add`` waits. That wait is the
 backpressure that eventually pauses the MQTT reader.
 """
 
@@ -20,6 +20,10 @@ from ems_platform.ingest.store import BatchRejectedError, ReadingStore, StoreUna
 log = logging.getLogger(__name__)
 
 STORE_REJECTED = "store_rejected"
+#: Full batches that may wait behind the one being committed. With one, the reader stopped
+#: as soon as the next batch was full and sat idle while the database worked; with two it
+#: keeps reading and judging meanwhile, and the next commit still takes one batch.
+LOOKAHEAD = 2
 
 #: Called with the ack handles of messages whose transaction has committed (or which were
 #: given up as unrecordable), in arrival order; only then may they be acked to the broker.
@@ -79,12 +83,13 @@ class BatchWriter:
         await self.add_many((envelope,))
 
     async def add_many(self, envelopes: Sequence[Envelope]) -> None:
-        """Queue envelopes in order; waits whenever the next batch is full."""
+        """Queue envelopes in order; waits whenever ``LOOKAHEAD`` batches are waiting."""
+        limit = self._max_rows * LOOKAHEAD
         async with self._changed:
             for envelope in envelopes:
-                if self._rows >= self._max_rows:
+                if self._rows >= limit:
                     self._changed.notify_all()
-                    await self._changed.wait_for(lambda: self._rows < self._max_rows)
+                    await self._changed.wait_for(lambda: self._rows < limit)
                 if not self._pending:
                     self._first_at = time.monotonic()
                 self._pending.append(envelope)
@@ -119,7 +124,20 @@ class BatchWriter:
             await self._commit(batch)
 
     def _take(self) -> list[Envelope]:
-        batch, self._pending, self._rows = self._pending, [], 0
+        """The next batch: everything pending, or its first ``max_rows`` rows' worth."""
+        if self._rows <= self._max_rows:
+            batch, self._pending, self._rows = self._pending, [], 0
+        else:
+            taken = count = 0
+            for envelope in self._pending:
+                if taken >= self._max_rows:
+                    break
+                taken += envelope.weight
+                count += 1
+            batch, self._pending = self._pending[:count], self._pending[count:]
+            self._rows -= taken
+            # The rest waits for the next batch to fill, or for its own flush interval.
+            self._first_at = time.monotonic()
         self._changed.notify_all()
         return batch
 
