@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backlog",
         type=int,
         default=80_000,
-        help="messages published ahead of the database: more than the ingest holds (two "
+        help="messages published ahead of the database: more than the ingest holds (three "
         "batches of EMS_INGEST_BATCH_ROWS / 3 messages) and less than the broker's queue limit "
         f"(EMS_MQTT_MAX_QUEUED, {BENCH_MAX_QUEUED:,} for the benchmark's broker unless set)",
     )

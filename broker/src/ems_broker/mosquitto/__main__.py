@@ -25,7 +25,7 @@ configuration comes from the environment:
   EMS_MQTT_MAX_PACKET           largest accepted MQTT packet in bytes (default 1048576)
   EMS_MQTT_MAX_KEEPALIVE        largest keepalive a client may ask for (default 65535)
   EMS_MQTT_MAX_QUEUED           QoS 1 messages queued per client (default 100000)
-  EMS_MQTT_MAX_INFLIGHT         unacknowledged QoS 1 messages per client (default 40000)
+  EMS_MQTT_MAX_INFLIGHT         unacknowledged QoS 1 messages per client (default 50000)
   EMS_DATA_DIR                  EMS state (default /var/lib/ems as root, else
                                 ~/.local/share/ems)
   EMS_MOSQUITTO_DIR             config, access snapshot, persistence (default

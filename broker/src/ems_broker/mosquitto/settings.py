@@ -36,13 +36,13 @@ class MosquittoSettings(BaseBrokerSettings):
         65535, ge=10, le=65535, description="largest keepalive a client may ask for, seconds"
     )
     mqtt_max_inflight: int = Field(
-        40_000,
+        50_000,
         ge=1,
         le=65535,
         description="QoS 1 messages sent to a client and not yet acknowledged (Mosquitto's "
         "max_inflight_messages, default 20). The platform acknowledges only after its "
-        "database commit, so this caps how much one commit can carry: keep it at least twice "
-        "the messages one EMS_INGEST_BATCH_ROWS batch holds",
+        "database commit and holds up to three batches, so this caps how much it can carry: "
+        "keep it near three times the messages one EMS_INGEST_BATCH_ROWS batch holds",
     )
     # Stricter bounds than the built-in broker's.
     mqtt_session_expiry: int = Field(
