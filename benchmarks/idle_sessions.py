@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.bench_db import Device
+from benchmarks.mqtt_wire import remaining_length, utf8_field
 
 logger = logging.getLogger(__name__)
 
@@ -33,39 +34,25 @@ class SessionRefusedError(RuntimeError):
     """The broker refused or did not answer a CONNECT or SUBSCRIBE."""
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(value: str | bytes) -> bytes:
-    raw = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(raw)) + raw
-
-
 def connect_packet(device: Device, *, keepalive: int = KEEPALIVE_S) -> bytes:
     # username | password | will retain | will QoS 1 | will flag; clean_session = 0
     flags = 0x80 | 0x40 | 0x20 | 0x08 | 0x04
     body = (
-        _string("MQTT")
+        utf8_field("MQTT")
         + bytes([4, flags])
         + struct.pack("!H", keepalive)
-        + _string(device.device_id)
-        + _string(f"ems/{device.device_id}/status")
-        + _string(WILL_PAYLOAD)
-        + _string(device.device_id)
-        + _string(device.token)
+        + utf8_field(device.device_id)
+        + utf8_field(f"ems/{device.device_id}/status")
+        + utf8_field(WILL_PAYLOAD)
+        + utf8_field(device.device_id)
+        + utf8_field(device.token)
     )
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + remaining_length(len(body)) + body
 
 
 def subscribe_packet(topic: str, packet_id: int = 1) -> bytes:
-    body = struct.pack("!H", packet_id) + _string(topic) + b"\x01"
-    return b"\x82" + _varint(len(body)) + body
+    body = struct.pack("!H", packet_id) + utf8_field(topic) + b"\x01"
+    return b"\x82" + remaining_length(len(body)) + body
 
 
 @dataclass
