@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -125,3 +125,45 @@ async def test_poison_message_is_quarantined_and_the_rest_stored() -> None:
     verdicts = {env.incoming.topic: (verdict, env.reason) for env, verdict in store.events}
     assert verdicts[bad.incoming.topic] == (Verdict.QUARANTINED, STORE_REJECTED)
     assert verdicts[good[0].incoming.topic][0] is Verdict.ACCEPTED
+
+
+class RecordingStore(MemoryReadingStore):
+    """The in-memory store, noting the size of every batch it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def write(self, batch: Sequence[Envelope]) -> list[int]:
+        self.sizes.append(len(batch))
+        return await super().write(batch)
+
+
+async def test_a_backlog_behind_a_commit_goes_out_in_batches_of_at_most_max_rows() -> None:
+    store = RecordingStore()
+    store.unavailable = True
+    items = envelopes(2 + 2 * LOOKAHEAD)
+    async with running(store, max_rows=2) as writer:
+        for env in items[:2]:
+            await writer.add(env)
+        await until(lambda: store.attempts >= 1)
+        for env in items[2:]:  # LOOKAHEAD full batches queue up behind the failing one
+            await writer.add(env)
+        store.unavailable = False
+        await until(lambda: len(store.readings) == len(items))
+    committed = [size for size in store.sizes if size]
+    assert committed[-LOOKAHEAD:] == [2] * LOOKAHEAD
+    assert max(store.sizes) == 2
+    # In arrival order: each sample's seq is its index.
+    assert [row.seq for row in sorted(store.readings.values(), key=lambda r: r.ts)] == list(
+        range(len(items))
+    )
+
+
+async def test_flush_commits_everything_pending() -> None:
+    store = RecordingStore()
+    writer = BatchWriter(store, IngestMetrics(CollectorRegistry()), max_rows=2, flush_interval=LONG)
+    for env in envelopes(2 * LOOKAHEAD):  # as much as may wait with no commit running
+        await writer.add(env)
+    await writer.flush()
+    assert store.sizes == [2] * LOOKAHEAD

@@ -117,10 +117,12 @@ class BatchWriter:
             self._changed.notify_all()
 
     async def flush(self) -> None:
-        """Commit whatever is pending now (used at shutdown and by tests)."""
-        async with self._changed:
-            batch = self._take()
-        if batch:
+        """Commit whatever is pending now, one batch after another (used by tests)."""
+        while True:
+            async with self._changed:
+                batch = self._take()
+            if not batch:
+                return
             await self._commit(batch)
 
     def _take(self) -> list[Envelope]:
