@@ -140,16 +140,20 @@ class FlowControlledClient(aiomqtt.Client):
         self._loop.call_soon_threadsafe(self._socket_opened, sock.fileno())
 
     def _socket_opened(self, fd: int) -> None:
+        # aiomqtt's own reader may already have run (it was registered first) and left whole
+        # packets in the buffer: keep them, and parse them now if reading is on.
         self._fd = fd
-        self._reader.reset()
         if self.paused:
             self._loop.remove_reader(fd)
         else:
             self._loop.add_reader(fd, self._read_ready)
+            if self._reader.has_packet():
+                self._loop.call_soon(self._read_ready)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         super()._on_socket_close(client, userdata, sock)
         self._fd = None
+        self._reader.reset()  # bytes of a closed socket mean nothing on the next one
 
     def settle_disconnect(self) -> None:
         """Mark a dropped link's error as seen (it was logged by whoever ended the session)."""
