@@ -13,6 +13,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from benchmarks.mqtt_wire import remaining_length, utf8_field
+
 WAIT_S = 30.0
 
 
@@ -138,22 +140,8 @@ class Client:
 # -- raw packets, for what a well-behaved client library will not send ---------------------
 
 
-def _string(value: str | bytes) -> bytes:
-    data = value.encode() if isinstance(value, str) else value
-    return struct.pack("!H", len(data)) + data
-
-
-def _remaining_length(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        length, digit = divmod(length, 128)
-        out.append(digit | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
 def packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + _remaining_length(len(body)) + body
+    return bytes([first_byte]) + remaining_length(len(body)) + body
 
 
 def connect_packet(
@@ -166,23 +154,23 @@ def connect_packet(
     clean_session: bool = True,
 ) -> bytes:
     flags = 0x02 if clean_session else 0
-    payload = _string(client_id)
+    payload = utf8_field(client_id)
     if will is not None:
         topic, message, qos, retain = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += _string(topic) + _string(message)
+        payload += utf8_field(topic) + utf8_field(message)
     if username is not None:
         flags |= 0x80
-        payload += _string(username)
+        payload += utf8_field(username)
     if password is not None:
         flags |= 0x40
-        payload += _string(password)
-    header = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
+        payload += utf8_field(password)
+    header = utf8_field("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
     return packet(0x10, header + payload)
 
 
 def publish_packet(topic: str, payload: bytes, *, qos: int = 0, packet_id: int = 1) -> bytes:
-    body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    body = utf8_field(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
     return packet(0x30 | (qos << 1), body)
 
 

@@ -197,26 +197,10 @@ async def test_old_backlog_is_pruned_and_the_rest_replayed(
     outbox = Outbox(db)
     now = time.time()
 
-    def old_sample(seq: int, age_days: float) -> bytes:
-        ts = int((now - age_days * 86400) * 1000)
-        reading = {
-            "voltage_rms": 230.0,
-            "current_rms": 1.0,
-            "power_watt": 220.0,
-            "power_var": 20.0,
-            "power_va": 230.0,
-            "power_factor": 0.95,
-            "voltage_thd": 1.0,
-            "current_thd": 3.0,
-            "energy_kwh": 10.0,
-        }
-        body = {"v": 1, "ts": ts, "seq": seq, "boot": "oldboot", "phases": {"A": reading}}
-        return json.dumps(body).encode()
-
     for seq in range(40):
-        outbox.append(old_sample(seq, 4.0), now - 4 * 86400)  # beyond three days
+        outbox.append(_sample_payload(seq, now - 4 * 86400), now - 4 * 86400)  # beyond three days
     for seq in range(40, 60):
-        outbox.append(old_sample(seq, 1.0), now - 86400)
+        outbox.append(_sample_payload(seq, now - 86400), now - 86400)
     db.close()
 
     observer = MqttObserver(mosquitto_broker.port, [TELEMETRY])
