@@ -90,6 +90,19 @@ async def test_tables_and_hypertables_exist(database_url: str) -> None:
     assert {r["hypertable_name"] for r in hypertables} >= HYPERTABLES
 
 
+async def test_raw_events_indexes_devices_only_for_what_went_wrong(database_url: str) -> None:
+    """Migration 0003: accepted audit rows are found by time, not by a per-device index."""
+    rows = await _fetch(
+        database_url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'raw_events'"
+    )
+    indexes = {r["indexname"]: r["indexdef"] for r in rows}
+    assert "raw_events_device_idx" not in indexes
+    device = indexes["raw_events_device_rejected_idx"]
+    assert "(device_id, received_at DESC)" in device
+    assert "WHERE (verdict <> 'accepted'::text)" in device
+    assert "raw_events_received_at_idx" in indexes
+
+
 async def test_unique_key_deduplicates_readings(db_pool: asyncpg.Pool[asyncpg.Record]) -> None:
     await db_pool.execute(INSERT_READING, *_reading())
     with pytest.raises(asyncpg.UniqueViolationError):

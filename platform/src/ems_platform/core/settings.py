@@ -40,6 +40,14 @@ class PlatformSettings(BaseSettings):
         default=1000, ge=2, description="messages held before the MQTT socket is paused"
     )
     ingest_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    ingest_gc_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="with the ingest on, automatic garbage collection is off and this often "
+        "(or sooner, see ingest_gc_young_limit) a full collection runs instead",
+    )
+    ingest_gc_young_limit: int = Field(default=1_000_000, ge=1000)
     ingest_shared_group: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
