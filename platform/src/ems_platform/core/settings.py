@@ -41,7 +41,7 @@ class PlatformSettings(BaseSettings):
     )
     ingest_keepalive_s: int = Field(default=30, ge=5, le=3600)
     ingest_gc_interval_s: float = Field(
-        default=10.0,
+        default=60.0,
         gt=0,
         le=3600,
         description="with the ingest on, automatic garbage collection is off and this often "
