@@ -27,11 +27,13 @@ def parse_timestamp(value: Any) -> datetime:
             raise ValueError("timestamp must be RFC 3339, e.g. 2026-11-22T08:15:03.000Z")
         try:
             # RFC 3339 allows lower-case t and z; fromisoformat does not.
-            parsed = datetime.fromisoformat(value.upper())
+            parsed = datetime.fromisoformat(value if value.isupper() else value.upper())
         except ValueError:
             raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
     else:
         raise ValueError("timestamp must be an RFC 3339 string or integer epoch milliseconds")
+    if parsed.tzinfo is UTC:
+        return parsed  # Z or +00:00: already what astimezone would return (every sample)
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("timestamp has no UTC offset; send Z or +hh:mm")
     return parsed.astimezone(UTC)

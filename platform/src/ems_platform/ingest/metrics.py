@@ -91,14 +91,17 @@ class IngestMetrics:
         return self.registry.get_sample_value(name, labels) or 0.0
 
     def committed(self, batch: Sequence[Envelope], stored: Sequence[int], seconds: float) -> None:
-        rows = sum(len(env.rows) for env in batch)
+        # One pass: this runs for every message of every batch.
+        rows = conflicts = 0
+        for env, n in zip(batch, stored, strict=True):
+            rows += len(env.rows)
+            if env.problems or env.conflicts:  # otherwise accepted or duplicate
+                conflicts += len(env.conflicts)
+                if env.verdict(n) in (Verdict.QUARANTINED, Verdict.PARTIAL):
+                    for problem in env.rejections:
+                        self.quarantined.labels(reason=problem.reason).inc()
         new = sum(stored)
-        conflicts = sum(len(env.conflicts) for env in batch)
         self.samples_stored.inc(new)
         self.duplicates.inc(rows - new - conflicts)
         self.batch_rows.observe(rows)
         self.commit_seconds.observe(seconds)
-        for env, n in zip(batch, stored, strict=True):
-            if env.verdict(n) in (Verdict.QUARANTINED, Verdict.PARTIAL):
-                for problem in env.rejections:
-                    self.quarantined.labels(reason=problem.reason).inc()
