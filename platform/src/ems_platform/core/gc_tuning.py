@@ -27,7 +27,7 @@ import time
 log = logging.getLogger(__name__)
 
 #: A collection that pauses the event loop longer than this is logged as a warning.
-SLOW_COLLECTION_S = 0.5
+SLOW_COLLECTION_S = 2.0
 
 
 def tune_for_throughput() -> None:
