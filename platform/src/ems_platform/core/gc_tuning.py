@@ -13,8 +13,10 @@ So the ingest process freezes what start-up created (the collector never walks i
 turns automatic collection off, and collects on a schedule instead (``Collector``): every
 ``interval`` seconds, or sooner once ``young_limit`` more container objects are alive than
 after the last collection. Cycles (asyncio tracebacks and the like) are still collected,
-only in larger steps; a full collection walks what is alive at that moment (a few hundred
-thousand objects under full load, tens of milliseconds).
+only in larger steps (the ingest creates almost none: 0-15 per collection under load). A
+full collection walks what is alive at that moment and pauses the event loop meanwhile:
+about 0.6 s under full load with three 50,000-row batches in memory, hence once a minute by
+default; at ordinary rates the batches are small and so is the pause.
 """
 
 from __future__ import annotations
