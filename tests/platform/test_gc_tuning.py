@@ -9,8 +9,10 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ems_platform.core.gc_tuning import Collector
+from ems_platform.ingest.metrics import IngestMetrics
 
 
 class Node:
@@ -89,3 +91,14 @@ async def test_run_leaves_automatic_collection_alone() -> None:
     finally:
         task.cancel()
     assert collector.collections == 0
+
+
+def test_metrics_read_the_collectors_totals(gc_off: None) -> None:
+    metrics = IngestMetrics(CollectorRegistry())
+    collector = Collector(interval=60, young_limit=10**9)
+    metrics.track_gc(collector)
+    assert metrics.value("ems_ingest_gc_collections") == 0
+    collector.collect()
+    collector.collect()
+    assert metrics.value("ems_ingest_gc_collections") == 2
+    assert metrics.value("ems_ingest_gc_pause_seconds") == collector.seconds > 0

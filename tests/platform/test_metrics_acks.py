@@ -35,3 +35,5 @@ async def test_metrics_report_acks_sent_after_commit_and_no_backlog(
     assert "ems_ingest_unacked 0.0" in text
     assert "ems_ingest_samples_stored_total 9.0" in text
     assert "ems_ingest_mqtt_paused 0.0" in text
+    # The scheduled collector is wired in (idle here: automatic collection stays on in tests).
+    assert "ems_ingest_gc_collections 0.0" in text

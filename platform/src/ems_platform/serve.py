@@ -12,7 +12,6 @@ import uvicorn
 
 from ems_platform.api.app import create_app
 from ems_platform.core.errors import PlatformError
-from ems_platform.core.gc_tuning import Collector
 from ems_platform.core.settings import PlatformSettings
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,6 @@ async def serve(settings: PlatformSettings) -> None:
         proxy_headers=False,
     )
     server = _Server(config)
-    collector = Collector(
-        interval=settings.ingest_gc_interval_s, young_limit=settings.ingest_gc_young_limit
-    )
-    # Does nothing unless the entry point turned automatic collection off (ingest enabled).
-    collecting = asyncio.create_task(collector.run(), name="ems-gc")
     try:
         await server.serve()
     except SystemExit as exc:
@@ -74,7 +68,3 @@ async def serve(settings: PlatformSettings) -> None:
         raise StartupError(
             f"could not serve on {settings.api_host}:{settings.api_port} (see the log above)"
         ) from exc
-    finally:
-        collecting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collecting

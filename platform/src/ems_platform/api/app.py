@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +19,7 @@ from ems_platform.admin.tokens import install_configured_tokens
 from ems_platform.api.routes import devices, health, hooks, tokens
 from ems_platform.api.runtime import Runtime
 from ems_platform.core.db import open_pool
+from ems_platform.core.gc_tuning import Collector
 from ems_platform.core.settings import PlatformSettings
 from ems_platform.ingest import pg_codecs
 from ems_platform.ingest.metrics import IngestMetrics
@@ -54,8 +57,21 @@ async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool
             )
         )
         running = await stack.enter_async_context(build_ingest(ingest_pool, settings, metrics))
+        # Collects on a schedule once the entry point turned automatic collection off
+        # (``python -m ems_platform`` with the ingest on); otherwise it only waits.
+        collector = Collector(
+            interval=settings.ingest_gc_interval_s, young_limit=settings.ingest_gc_young_limit
+        )
+        metrics.track_gc(collector)
+        stack.push_async_callback(_stop_task, asyncio.create_task(collector.run(), name="ems-gc"))
     limiter = FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window)
     return Runtime(settings, pool, access, registry, running, limiter)
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ems_platform.core.gc_tuning import Collector
 from ems_platform.ingest.acks import Acknowledger
 from ems_platform.ingest.envelope import Envelope, MessageKind, Verdict
 
@@ -77,6 +78,17 @@ class IngestMetrics:
             ["result"],
             registry=registry,
         )
+        self.gc_collections = Gauge(
+            "ems_ingest_gc_collections",
+            "scheduled full garbage collections so far (automatic collection is off in the "
+            "ingest process; EMS_INGEST_GC_INTERVAL_S)",
+            registry=registry,
+        )
+        self.gc_pause = Gauge(
+            "ems_ingest_gc_pause_seconds",
+            "time the event loop spent in those collections, in all",
+            registry=registry,
+        )
         for kind in MessageKind:
             self.messages.labels(kind=kind.value)
 
@@ -85,6 +97,11 @@ class IngestMetrics:
         self.unacked.set_function(lambda: acks.outstanding)
         self.acks.labels(result="sent").set_function(lambda: acks.acked)
         self.acks.labels(result="stale").set_function(lambda: acks.stale)
+
+    def track_gc(self, collector: Collector) -> None:
+        """Read the scheduled collector's totals when scraped."""
+        self.gc_collections.set_function(lambda: collector.collections)
+        self.gc_pause.set_function(lambda: collector.seconds)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value, 0 if never set (for tests and diagnostics)."""
