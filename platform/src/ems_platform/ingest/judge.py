@@ -24,6 +24,7 @@ from ems_contract import (
     parse_telemetry,
     parse_topic,
 )
+from ems_contract.sample_fast import decode_sample
 from ems_platform.ingest.envelope import (
     AckUpdate,
     Envelope,
@@ -105,6 +106,17 @@ class Judge:
         )
 
     def _telemetry(self, incoming: Incoming, device_id: str) -> Envelope:
+        fast = decode_sample(device_id, incoming.payload)
+        if fast is not None:
+            # The common case (one sample in kWh and W, nothing wrong), without the models.
+            envelope = Envelope(incoming, MessageKind.TELEMETRY, device_id)
+            ts, seq, boot, phases = fast
+            received_at = incoming.received_at
+            envelope.rows = [
+                ReadingRow(device_id, phase, ts, phases[phase], None, (), seq, boot, received_at)
+                for phase in sorted(phases)
+            ]
+            return envelope
         verdict = parse_telemetry(device_id, incoming.payload)
         envelope = Envelope(incoming, MessageKind.TELEMETRY, device_id)
         if verdict.rejected:
