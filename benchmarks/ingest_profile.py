@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 # last entry, the event loop, is the fallback.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON parse", ("json/decoder.py", "json/__init__.py", "load_json_object")),
-    ("pydantic validation", ("pydantic/", "pydantic_core", "model_validate", "ems_contract/")),
+    (
+        "validation (msgspec, pydantic)",
+        ("msgspec/", "pydantic/", "pydantic_core", "model_validate", "ems_contract/"),
+    ),
     ("quality planning (deltas, flags)", ("ingest/quality", "ingest/deltas.py")),
     ("judge (rows, envelopes)", ("ingest/judge.py", "ingest/envelope.py")),
     ("DB write (COPY, INSERT, commit; asyncpg)", ("ingest/pg_store.py", "asyncpg/")),
