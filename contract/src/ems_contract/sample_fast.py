@@ -9,6 +9,9 @@ out with the very values the model gives. tests/contract/test_sample_fast.py hol
 that with the same crafted and randomly mutated payloads that check ``parse_telemetry_fast``
 against the exact path.
 
+msgspec is a dependency of the platform, not of this package: the device agent installs the
+contract without it and never imports this module (``ems_contract`` does not either).
+
 What it leaves to ``parse_telemetry``: batches (``"samples"``), ``units`` (the conversion),
 a ``device_id`` other than the topic's, anything not ASCII or over the size limit, and every
 payload with anything to reject.
