@@ -2,12 +2,13 @@
 
 ``uv run python -m benchmarks.ingest_bench`` starts a throwaway, *durable* PostgreSQL +
 TimescaleDB (fsync on, default synchronous_commit: a commit benchmark on a database that
-does not flush would measure nothing), then per broker: the naive pipeline, then the real
-one (``python -m ems_platform``), each under the same saturating load from several
-publisher processes; rates are counted in the database over a fixed window after a
-warm-up. The real phase is followed by a py-spy profile of the ingest and by the count
-check (rows stored == samples x 3 per device, no duplicates). ``--workers N`` runs the real
-phase as N platform processes in an MQTT shared-subscription group (Mosquitto only).
+does not flush would measure nothing), then per broker: the naive pipeline, the real one
+(``python -m ems_platform``) and the naive one again, each under the same saturating load
+from several publisher processes; rates are counted in the database over a fixed window
+after a warm-up, and the ratio is taken against the faster naive window. The real phase
+is followed by a py-spy profile of the ingest and by the count check (rows stored ==
+samples x 3 per device, no duplicates). ``--workers N`` runs the real phase as N platform
+processes in an MQTT shared-subscription group (Mosquitto only).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from benchmarks.ingest_db import (
 from benchmarks.ingest_fleet import FleetConfig, FleetError, fleet_device_ids
 from benchmarks.ingest_phase import PhaseConfig, measure_phase
 from benchmarks.ingest_pipelines import PipelineError, running_naive, running_platform
-from benchmarks.ingest_report import table
+from benchmarks.ingest_report import naive_ratio, table
 from benchmarks.relay import REPO_ROOT
 from ems_access.tokens import generate_token
 
@@ -45,6 +46,8 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: The benchmark broker's per-session queue (production default: 100,000).
 BENCH_MAX_QUEUED = 200_000
 DEFAULT_JSON = RESULTS / "ingest_bench.json"
+#: Device-id prefix of each phase's fleet (every phase has its own devices).
+PHASE_PREFIXES = {"naive": "naive", "real": "real", "naive_after": "naive2"}
 BROKERS = ("mosquitto", "amqtt")
 # Device timestamps start this far in the past, one second per sample, so no run gets
 # near "now" (future_timestamp) however many samples a device sends.
@@ -144,33 +147,49 @@ async def _broker_run(
     try:
         async with running_broker(kind, workdir / kind, dsn, ctx["credentials"]) as broker:
             phases: list[tuple[str, Any, FleetConfig, PhaseConfig]] = []
-            if not args.skip_naive:
+            real = (
+                "real",
+                running_platform(broker, dsn, ctx["service_token"], workdir / kind, args.workers),
+                ctx["fleet"],
+                PhaseConfig(
+                    "real",
+                    args.warmup,
+                    args.window,
+                    args.drain_timeout,
+                    args.profile,
+                    RESULTS / f"ingest_profile_{kind}.txt",
+                ),
+            )
+            if args.skip_naive:
+                phases.append(real)
+            else:
+                # The naive rate is the ratio's denominator and the figure most easily
+                # disturbed by anything else on the box: measured before and after the real
+                # pipeline, the faster of the two counts.
+                naive_fleet = replace(ctx["fleet"], backlog=args.naive_backlog)
+                naive_phase = PhaseConfig("naive", min(args.warmup, 5.0), args.naive_window, 30.0)
+                naive_token = ctx["naive_token"]
                 phases.append(
                     (
                         "naive",
-                        running_naive(broker, dsn, ctx["naive_token"], workdir / kind),
-                        replace(ctx["fleet"], backlog=args.naive_backlog),
-                        PhaseConfig("naive", min(args.warmup, 5.0), args.naive_window, 30.0),
+                        running_naive(broker, dsn, naive_token, workdir / kind),
+                        naive_fleet,
+                        naive_phase,
                     )
                 )
-            phases.append(
-                (
-                    "real",
-                    running_platform(
-                        broker, dsn, ctx["service_token"], workdir / kind, args.workers
-                    ),
-                    ctx["fleet"],
-                    PhaseConfig(
-                        "real",
-                        args.warmup,
-                        args.window,
-                        args.drain_timeout,
-                        args.profile,
-                        RESULTS / f"ingest_profile_{kind}.txt",
-                    ),
+                phases.append(real)
+                phases.append(
+                    (
+                        "naive_after",
+                        running_naive(broker, dsn, naive_token, workdir / kind, "naive-after.log"),
+                        naive_fleet,
+                        naive_phase,
+                    )
                 )
-            )
             for name, pipeline, fleet_config, phase in phases:
+                if name == "naive_after":
+                    logger.info("vacuuming what the real phase wrote before the naive one again")
+                    await progress.vacuum()
                 out[name] = await measure_phase(
                     phase,
                     pipeline,
@@ -178,7 +197,7 @@ async def _broker_run(
                     progress,
                     fleet_config,
                     ctx["load_tokens"],
-                    f"{name}-{kind}",
+                    f"{PHASE_PREFIXES[name]}-{kind}",
                     _postmaster_pid(workdir / "pg"),
                 )
     except (BrokerStartError, PipelineError, FleetError) as exc:
@@ -201,7 +220,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ids = [
                 d
                 for kind in args.brokers
-                for name in ("naive", "real")
+                for name in PHASE_PREFIXES.values()
                 for d in fleet_device_ids(f"{name}-{kind}", fleet)
             ]
             await register_devices(dsn, ids)
@@ -215,6 +234,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             for kind in args.brokers:
                 results[kind] = await _broker_run(kind, args, workdir, dsn, ctx)
+                ratio = naive_ratio(results[kind])
+                if ratio is not None:
+                    results[kind]["real_over_faster_naive"] = ratio
     finally:
         if args.keep_workdir:
             logger.info("logs kept in %s", workdir)

@@ -54,18 +54,20 @@ class _Edge:
         return summed(self.worker_metrics)
 
 
-def _machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle, from /proc/stat (everything on the box)."""
+def _machine_seconds() -> tuple[float, float]:
+    """CPU seconds all cores spent running anything on this VM, and stolen from it by the
+    hypervisor (wanted to run, another guest had the host's CPU), from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+    # user nice system idle iowait irq softirq steal
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / _CLOCK_TICKS, fields[7] / _CLOCK_TICKS
 
 
 def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
     cpu = {name: sum(tree_cpu_seconds(p) for p in group) for name, group in pids.items()}
-    # Whatever else runs on the box (other test runs...) competes for the same two cores;
-    # the report shows how much of them it took.
-    cpu["machine"] = _machine_busy_seconds()
+    # Whatever else runs on the box (other test runs...) competes for the same two cores,
+    # and so do other guests of the host (steal); the report shows how much they took.
+    cpu["machine"], cpu["steal"] = _machine_seconds()
     return cpu
 
 
@@ -95,7 +97,13 @@ def _per_second(a: float, b: float, seconds: float) -> float:
     return round((b - a) / seconds, 1) if seconds > 0 else 0.0
 
 
-def _window(start: _Edge, end: _Edge, real: bool) -> dict[str, Any]:
+def _backlog(edge: _Edge, base: Committed) -> int:
+    """Messages this phase's load had PUBACKed and the database had not yet committed (the
+    table also holds earlier phases' rows: ``base`` is what it held when this one began)."""
+    return edge.acked - (edge.committed.readings - base.readings) // PHASES_PER_SAMPLE
+
+
+def _window(start: _Edge, end: _Edge, base: Committed, real: bool) -> dict[str, Any]:
     seconds = end.committed.at - start.committed.at
     rows = end.committed.readings - start.committed.readings
     messages = (
@@ -107,15 +115,25 @@ def _window(start: _Edge, end: _Edge, real: bool) -> dict[str, Any]:
         "db_rows_per_s": _per_second(0, rows, seconds),
         "db_msgs_per_s": _per_second(0, messages, seconds),
         "publisher_acked_msgs_per_s": _per_second(start.acked, end.acked, seconds),
+        "wal_mib_per_s": round(
+            (end.committed.wal_bytes - start.committed.wal_bytes) / 2**20 / seconds, 1
+        )
+        if seconds > 0
+        else 0.0,
+        "wal_bytes_per_msg": round((end.committed.wal_bytes - start.committed.wal_bytes) / messages)
+        if messages
+        else None,
         # Published but not yet committed: > 0 at both edges means the pipeline never
         # waited for load during the window.
-        "backlog_msgs_at_start": start.acked - start.committed.readings // PHASES_PER_SAMPLE,
+        "backlog_msgs_at_start": _backlog(start, base),
         "cpu_cores": {
             name: round((end.cpu[name] - start.cpu[name]) / seconds, 2) for name in end.cpu
         },
     }
     cores = result["cpu_cores"]
-    cores["other"] = round(cores["machine"] - sum(v for k, v in cores.items() if k != "machine"), 2)
+    cores["other"] = round(
+        cores["machine"] - sum(v for k, v in cores.items() if k not in ("machine", "steal")), 2
+    )
     result["cpu_us_per_msg"] = {
         name: round((end.cpu[name] - start.cpu[name]) / messages * 1e6, 1) if messages else None
         for name in end.cpu
@@ -217,10 +235,8 @@ async def measure_phase(
             end = await _edge(progress, db_turn, fleet, pipe, pids)
             pipe.alive()
             _feeding(feeder)
-            result["window"] = _window(start, end, real)
-            result["window"]["backlog_msgs_at_end"] = (
-                end.acked - end.committed.readings // PHASES_PER_SAMPLE
-            )
+            result["window"] = _window(start, end, base, real)
+            result["window"]["backlog_msgs_at_end"] = _backlog(end, base)
             # Memory of the ingest process(es): resident at the window's end, and the peak
             # since start (batches of EMS_INGEST_BATCH_ROWS rows, two in hand at a time).
             result["window"]["ingest_rss_mib"] = round(

@@ -233,10 +233,10 @@ async def running_platform(
 
 @asynccontextmanager
 async def running_naive(
-    broker: BrokerProcess, dsn: str, token: str, workdir: Path
+    broker: BrokerProcess, dsn: str, token: str, workdir: Path, log_name: str = "naive.log"
 ) -> AsyncIterator[Pipelines]:
     """The naive subscriber, once it printed READY (subscribed)."""
-    log_path = workdir / "naive.log"
+    log_path = workdir / log_name
     command = [
         sys.executable,
         "-m",

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 
-from ems_platform.ingest.batcher import LOOKAHEAD, STORE_REJECTED, BatchWriter
+from ems_platform.ingest.batcher import LOOKAHEAD, STORE_REJECTED, BatchWriter, split_lanes
 from ems_platform.ingest.envelope import Envelope, Incoming, Verdict
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.memory_store import MemoryReadingStore
 from ems_platform.ingest.metrics import IngestMetrics
+from ems_platform.ingest.store import StoreUnavailableError
 from tests.platform.payloads import encode, sample
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -167,3 +168,124 @@ async def test_flush_commits_everything_pending() -> None:
         await writer.add(env)
     await writer.flush()
     assert store.sizes == [2] * LOOKAHEAD
+
+
+# Write lanes: a batch committed as several transactions at once, no device in two.
+
+
+def mixed_batch(devices: int, per_device: int) -> list[Envelope]:
+    """Envelopes of several devices, interleaved as they would arrive."""
+    by_device = [envelopes(per_device, device=f"dev{d}") for d in range(devices)]
+    return [by_device[d][i] for i in range(per_device) for d in range(devices)]
+
+
+def test_split_lanes_keeps_each_device_in_one_part_and_in_arrival_order() -> None:
+    batch = mixed_batch(devices=12, per_device=4)
+    stray = Judge().judge(Incoming("ems/not a device/telemetry", b"{}", NOW))
+    assert stray.device_id is None
+    parts = split_lanes([*batch, stray], 3)
+    assert 1 < len(parts) <= 3
+    assert sorted(map(id, (env for part in parts for env in part))) == sorted(
+        map(id, [*batch, stray])
+    )
+    lane_of: dict[str | None, int] = {}
+    for n, part in enumerate(parts):
+        for env in part:
+            assert lane_of.setdefault(env.device_id, n) == n, "a device split over two parts"
+        order = [batch.index(env) for env in part if env is not stray]
+        assert order == sorted(order)
+    assert stray in parts[0]
+    assert split_lanes(batch, 1) == [batch]
+
+
+class LaneStore(MemoryReadingStore):
+    """Writes each part on its own "connection": parts overlap, and a chosen device's part
+    fails (transiently) a given number of times."""
+
+    def __init__(self, failing_device: str | None = None, failures: int = 0) -> None:
+        super().__init__()
+        self.failing_device = failing_device
+        self.failures = failures
+        self.in_write = 0
+        self.overlapped = False
+        self.parts: list[list[str | None]] = []
+        self.tries = 0
+
+    async def write(self, batch: Sequence[Envelope]) -> list[int]:
+        self.tries += 1
+        self.in_write += 1
+        try:
+            await asyncio.sleep(0)  # the other lane gets to start meanwhile
+            self.overlapped = self.overlapped or self.in_write > 1
+            devices = {env.device_id for env in batch}
+            if self.failing_device in devices and self.failures:
+                self.failures -= 1
+                raise StoreUnavailableError("this lane's connection is down")
+            self.parts.append(sorted(devices, key=str))
+            return await super().write(batch)
+        finally:
+            self.in_write -= 1
+
+
+async def committed_with_lanes(
+    store: LaneStore, batch: list[Envelope], acked: list[object]
+) -> BatchWriter:
+    writer = BatchWriter(
+        store,
+        IngestMetrics(CollectorRegistry()),
+        max_rows=len(batch),
+        flush_interval=LONG,
+        retry_cap=0.01,
+        on_committed=acked.extend,
+        lanes=2,
+    )
+    await writer.add_many(batch)
+    await writer.flush()
+    return writer
+
+
+def with_acks(batch: list[Envelope]) -> list[Envelope]:
+    for n, env in enumerate(batch):
+        env.incoming.ack = n
+    return batch
+
+
+async def test_lanes_commit_parts_at_once_and_ack_the_batch_once_in_arrival_order() -> None:
+    store = LaneStore()
+    batch = with_acks(mixed_batch(devices=10, per_device=3))
+    acked: list[object] = []
+    writer = await committed_with_lanes(store, batch, acked)
+    assert len(store.parts) == 2 and store.overlapped
+    assert not set(store.parts[0]) & set(store.parts[1])
+    assert acked == list(range(len(batch)))
+    assert writer.committed_batches == 1
+    assert len(store.readings) == len(batch)
+
+
+async def test_a_failing_lane_is_retried_alone_and_nothing_is_acked_before_it_lands() -> None:
+    store = LaneStore(failing_device="dev3", failures=3)
+    batch = with_acks(mixed_batch(devices=10, per_device=3))
+    acked: list[object] = []
+    await committed_with_lanes(store, batch, acked)
+    # The healthy lane committed once; the failing one landed on its fourth attempt.
+    assert len(store.parts) == 2
+    assert store.tries == 2 + 3
+    assert acked == list(range(len(batch)))
+    assert [verdict for _, verdict in store.events] == [Verdict.ACCEPTED] * len(batch)
+    assert len(store.readings) == len(batch)
+
+
+async def test_poison_in_one_lane_is_quarantined_while_the_other_lane_commits_once() -> None:
+    store = LaneStore()
+    batch = with_acks(mixed_batch(devices=10, per_device=3))
+    bad = batch[4]
+    store.poison.add(bad.incoming.topic)
+    acked: list[object] = []
+    await committed_with_lanes(store, batch, acked)
+    assert acked == list(range(len(batch)))
+    events: dict[str, list[Verdict]] = {}
+    for env, verdict in store.events:
+        events.setdefault(env.incoming.topic, []).append(verdict)
+    assert events.pop(bad.incoming.topic) == [Verdict.QUARANTINED] * 3
+    # Every other message has exactly one audit verdict: none was written twice.
+    assert all(verdicts == [Verdict.ACCEPTED] * 3 for verdicts in events.values())

@@ -199,3 +199,36 @@ async def test_connection_failures_are_transient_not_fatal(error: BaseException)
     store = PgReadingStore(_BrokenPool(error))  # type: ignore[arg-type]
     with pytest.raises(StoreUnavailableError):
         await store.write([])
+
+
+async def test_write_lanes_commit_at_once_and_chain_deltas_across_batches(pool: Pool) -> None:
+    """Two lanes, each its own transaction on its own connection; then a second batch of
+    the same devices: every delta is taken from the previous sample, none missing."""
+    devices = [f"lane{n:02d}" for n in range(12)]
+    for device in devices:
+        await add_device(pool, device)
+    store, judge = PgReadingStore(pool), Judge()
+    writer = BatchWriter(
+        store, IngestMetrics(CollectorRegistry()), max_rows=10_000, flush_interval=3600, lanes=2
+    )
+    for second in range(0, 6, 3):  # two batches of three samples per device
+        for offset in range(3):
+            for device in devices:
+                await writer.add(
+                    judged(judge, f"ems/{device}/telemetry", encode(sample(second + offset)))
+                )
+        await writer.flush()
+    assert writer.committed_batches == 2
+    rows = await pool.fetch(
+        "SELECT device_id, seq, energy_delta_kwh, flags FROM energy_readings"
+        " WHERE phase = 'A' ORDER BY device_id, ts"
+    )
+    assert len(rows) == len(devices) * 6
+    for row in rows:
+        if row["seq"] == 0:
+            assert row["energy_delta_kwh"] is None and row["flags"] == ["first_reading"]
+        else:
+            assert row["energy_delta_kwh"] == pytest.approx(0.01) and row["flags"] == []
+    assert await pool.fetchval("SELECT count(*) FROM raw_events WHERE verdict = 'accepted'") == (
+        len(devices) * 6
+    )

@@ -29,6 +29,8 @@ environment (EMS_ prefix):
   EMS_INGEST_CLIENT_ID    MQTT client id (ems-platform-ingest)
   EMS_INGEST_BATCH_ROWS   commit a batch at this many rows (50000)
   EMS_INGEST_FLUSH_MS     ... or this long after its first message (200)
+  EMS_INGEST_WRITE_LANES  commit a batch as this many transactions at once, no device in
+                          two (2)
   EMS_INGEST_QUEUE_SIZE   messages held before MQTT reads pause (1000)
   EMS_INGEST_SHARED_GROUP share the load with other workers via $share/<group>/ (Mosquitto);
                           give each worker its own EMS_INGEST_CLIENT_ID and EMS_API_PORT

@@ -28,8 +28,6 @@ from ems_platform.ingest.service import build_ingest
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-#: The ingest commits one batch at a time on one connection; one spare for a reconnect.
-INGEST_POOL_SIZE = 2
 
 
 async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool) -> Runtime:
@@ -52,7 +50,7 @@ async def _start(stack: AsyncExitStack, settings: PlatformSettings, ingest: bool
             open_pool(
                 settings.database_url.get_secret_value(),
                 min_size=1,
-                max_size=INGEST_POOL_SIZE,
+                max_size=settings.ingest_write_lanes + 1,
                 init=pg_codecs.install,
             )
         )

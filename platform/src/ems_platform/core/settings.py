@@ -35,6 +35,13 @@ class PlatformSettings(BaseSettings):
     ingest_client_id: str = "ems-platform-ingest"
     ingest_username: str = "ems-platform"
     ingest_batch_rows: int = Field(default=50_000, ge=1, le=500_000)
+    ingest_write_lanes: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="each batch is committed as this many transactions at once, on their own "
+        "connections, no device in two",
+    )
     ingest_flush_ms: int = Field(default=200, ge=1, le=60_000)
     ingest_queue_size: int = Field(
         default=1000, ge=2, description="messages held before the MQTT socket is paused"

@@ -1,5 +1,10 @@
 """Collect envelopes into batches and commit them: at N rows or after T ms, whichever first.
 
+A batch is committed as ``lanes`` transactions at once (``split_lanes``: no device in two,
+each part in arrival order) and acknowledged, in arrival order, once all of them have: the
+database gets one backend per lane to work with, and the broker still sees PUBACKs in the
+order it sent the messages.
+
 Memory stays bounded: while a batch is being committed (or retried because the database is
 down) up to ``LOOKAHEAD`` more fill up to the same size, then ``add`` waits. That wait is the
 backpressure that eventually pauses the MQTT reader.
@@ -8,8 +13,10 @@ backpressure that eventually pauses the MQTT reader.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 
 from ems_contract.backoff import Backoff
@@ -45,6 +52,23 @@ def quarantined(envelope: Envelope, error: str) -> Envelope:
     )
 
 
+@functools.lru_cache(maxsize=65536)
+def _lane_hash(device_id: str) -> int:
+    """Stable across processes and restarts (``hash`` of a str is not)."""
+    return zlib.crc32(device_id.encode())
+
+
+def split_lanes(batch: Sequence[Envelope], lanes: int) -> list[Sequence[Envelope]]:
+    """The batch in up to ``lanes`` parts with no device in two, each in arrival order."""
+    if lanes <= 1:
+        return [batch]
+    parts: list[list[Envelope]] = [[] for _ in range(lanes)]
+    for envelope in batch:
+        device = envelope.device_id
+        parts[0 if device is None else _lane_hash(device) % lanes].append(envelope)
+    return [part for part in parts if part]
+
+
 class BatchWriter:
     def __init__(
         self,
@@ -55,25 +79,28 @@ class BatchWriter:
         flush_interval: float,
         retry_cap: float = 30.0,
         on_committed: OnCommitted = _no_acks,
+        lanes: int = 1,
     ) -> None:
+        self._lanes = lanes
         self._store = store
         self.on_committed = on_committed
         self._metrics = metrics
         self._max_rows = max_rows
         self._interval = flush_interval
-        self._backoff = Backoff(base=0.1, cap=retry_cap)
+        self._retry_cap = retry_cap
         self._pending: list[Envelope] = []
         self._rows = 0
         self._first_at = 0.0
         self._changed = asyncio.Condition()
-        self._failing = False
+        #: Lanes whose last write attempt failed.
+        self._failing = 0
         self._closing = False
         self.committed_batches = 0
 
     @property
     def healthy(self) -> bool:
         """False while the last write attempt failed."""
-        return not self._failing
+        return self._failing == 0
 
     @property
     def pending(self) -> int:
@@ -158,32 +185,55 @@ class BatchWriter:
             return self._take()
 
     async def _commit(self, batch: Sequence[Envelope]) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                stored = await self._store.write(batch)
-            except StoreUnavailableError as exc:
-                self._metrics.write_failures.inc()
-                if not self._failing:
-                    log.warning(
-                        "database write failed, keeping %d messages and retrying: %s",
-                        len(batch),
-                        exc,
-                    )
-                    self._failing = True
-                await self._backoff.sleep()
-                continue
-            except BatchRejectedError as exc:
-                await self._split(batch, exc)
+        """Commit a batch (as one transaction per lane, at once), then ack it in order."""
+        parts = split_lanes(batch, self._lanes)
+        if len(parts) == 1:
+            await self._commit_part(parts[0])
+        else:
+            await asyncio.gather(*(self._commit_part(part) for part in parts))
+        self.committed_batches += 1
+        self._acknowledge(batch)
+
+    async def _commit_part(self, batch: Sequence[Envelope]) -> None:
+        """One lane's transaction: retried until it lands, split if the database refuses it."""
+        backoff: Backoff | None = None  # set while this part is failing
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    stored = await self._store.write(batch)
+                except StoreUnavailableError as exc:
+                    self._metrics.write_failures.inc()
+                    if backoff is None:
+                        backoff = Backoff(base=0.1, cap=self._retry_cap)
+                        self._failing += 1
+                        if self._failing == 1:
+                            log.warning(
+                                "database write failed, keeping %d messages and retrying: %s",
+                                len(batch),
+                                exc,
+                            )
+                    await backoff.sleep()
+                    continue
+                except BatchRejectedError as exc:
+                    self._answered(backoff)
+                    backoff = None
+                    await self._split(batch, exc)
+                    return
+                self._answered(backoff)
+                backoff = None
+                self._metrics.committed(batch, stored, time.monotonic() - started)
                 return
-            if self._failing:
+        finally:
+            if backoff is not None:  # cancelled (shutdown) while failing
+                self._failing -= 1
+
+    def _answered(self, backoff: Backoff | None) -> None:
+        """The database answered this part; if it had been failing, one lane fewer is."""
+        if backoff is not None:
+            self._failing -= 1
+            if self._failing == 0:
                 log.info("database writes recovered")
-                self._failing = False
-            self._backoff.reset()
-            self._metrics.committed(batch, stored, time.monotonic() - started)
-            self.committed_batches += 1
-            self._acknowledge(batch)
-            return
 
     def _acknowledge(self, batch: Sequence[Envelope]) -> None:
         handles = [env.incoming.ack for env in batch if env.incoming.ack is not None]
@@ -195,7 +245,7 @@ class BatchWriter:
         if len(batch) > 1:
             log.warning("database refused a batch of %d; retrying one by one", len(batch))
             for envelope in batch:
-                await self._commit([envelope])
+                await self._commit_part([envelope])
             return
         envelope = batch[0]
         log.error(
@@ -204,7 +254,6 @@ class BatchWriter:
         if envelope.problems and envelope.problems[0].reason == STORE_REJECTED:
             # Even the bare audit row was refused; nothing more can be kept of it.
             log.error("dropping a message the database refuses to record at all")
-            # Redelivery could only fail the same way; let the broker forget it.
-            self._acknowledge(batch)
+            # Redelivery could only fail the same way; the batch's ack lets the broker forget it.
             return
-        await self._commit([quarantined(envelope, str(exc))])
+        await self._commit_part([quarantined(envelope, str(exc))])

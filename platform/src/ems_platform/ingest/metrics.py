@@ -38,12 +38,14 @@ class IngestMetrics:
         )
         self.batch_rows = Histogram(
             "ems_ingest_batch_rows",
-            "rows per committed batch",
+            "rows per committed transaction (one write lane's part of a batch)",
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )
         self.commit_seconds = Histogram(
-            "ems_ingest_commit_seconds", "time to commit one batch", registry=registry
+            "ems_ingest_commit_seconds",
+            "time to commit one transaction (one write lane's part of a batch)",
+            registry=registry,
         )
         self.write_failures = Counter(
             "ems_ingest_write_failures",

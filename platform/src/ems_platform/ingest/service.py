@@ -49,6 +49,7 @@ class Ingest:
         flush_interval: float = 0.2,
         retry_cap: float = 30.0,
         shutdown_timeout: float = 10.0,
+        write_lanes: int = 2,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -59,6 +60,7 @@ class Ingest:
             max_rows=batch_rows,
             flush_interval=flush_interval,
             retry_cap=retry_cap,
+            lanes=write_lanes,
         )
         self.source = MqttSource(mqtt, self.handle_many)
         self.source.on_connected = lambda up: metrics.mqtt_connected.set(1 if up else 0)
@@ -211,6 +213,7 @@ def build_ingest(pool: Pool, settings: PlatformSettings, metrics: IngestMetrics)
         mqtt,
         metrics,
         batch_rows=settings.ingest_batch_rows,
+        write_lanes=settings.ingest_write_lanes,
         flush_interval=settings.ingest_flush_ms / 1000,
         retry_cap=settings.reconnect_max_s,
     )
