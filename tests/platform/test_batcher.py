@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from ems_platform.ingest.batcher import LOOKAHEAD, STORE_REJECTED, BatchWriter, split_lanes
@@ -289,3 +290,42 @@ async def test_poison_in_one_lane_is_quarantined_while_the_other_lane_commits_on
     assert events.pop(bad.incoming.topic) == [Verdict.QUARANTINED] * 3
     # Every other message has exactly one audit verdict: none was written twice.
     assert all(verdicts == [Verdict.ACCEPTED] * 3 for verdicts in events.values())
+
+
+class BuggyLaneStore(MemoryReadingStore):
+    """One device's lane hits a bug; the other lane's write would never end by itself."""
+
+    def __init__(self, buggy_device: str) -> None:
+        super().__init__()
+        self.buggy_device = buggy_device
+        self.blocked_lane_cancelled = False
+
+    async def write(self, batch: Sequence[Envelope]) -> list[int]:
+        if any(env.device_id == self.buggy_device for env in batch):
+            await asyncio.sleep(0)
+            raise RuntimeError("a bug in the store")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.blocked_lane_cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_bug_in_one_lane_cancels_the_others_and_reaches_the_caller() -> None:
+    store = BuggyLaneStore(buggy_device="dev3")
+    batch = with_acks(mixed_batch(devices=10, per_device=2))
+    acked: list[object] = []
+    writer = BatchWriter(
+        store,
+        IngestMetrics(CollectorRegistry()),
+        max_rows=len(batch),
+        flush_interval=LONG,
+        on_committed=acked.extend,
+        lanes=2,
+    )
+    await writer.add_many(batch)
+    with pytest.raises(RuntimeError, match="a bug in the store"):
+        await asyncio.wait_for(writer.flush(), 30)
+    assert store.blocked_lane_cancelled
+    assert acked == [] and writer.committed_batches == 0

@@ -99,7 +99,7 @@ class BatchWriter:
 
     @property
     def healthy(self) -> bool:
-        """False while the last write attempt failed."""
+        """False while the last write attempt of any lane failed."""
         return self._failing == 0
 
     @property
@@ -190,7 +190,16 @@ class BatchWriter:
         if len(parts) == 1:
             await self._commit_part(parts[0])
         else:
-            await asyncio.gather(*(self._commit_part(part) for part in parts))
+            lanes = [asyncio.ensure_future(self._commit_part(part)) for part in parts]
+            try:
+                await asyncio.gather(*lanes)
+            except BaseException:
+                # A bug in one lane (outages and refusals are handled inside): stop the
+                # others before the error ends the writer, so none keeps writing unseen.
+                for lane in lanes:
+                    lane.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
+                raise
         self.committed_batches += 1
         self._acknowledge(batch)
 
