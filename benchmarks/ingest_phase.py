@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.brokers import BrokerProcess
-from benchmarks.ingest_db import Committed, Progress, count_check
+from benchmarks.ingest_db import Committed, Progress, count_check, slice_rates
 from benchmarks.ingest_fleet import Fleet, FleetConfig, FleetError, running_fleet
 from benchmarks.ingest_pipelines import Pipelines, summed
 from benchmarks.ingest_profile import record_all
@@ -220,9 +220,14 @@ async def measure_phase(
         # load, silently.
         db_turn = asyncio.Lock()
 
+        # The feeder's readings of the rows inserted so far, kept for the window's slices.
+        estimates: list[tuple[float, int]] = []
+
         async def stored_messages() -> int:
             async with db_turn:
-                return await progress.inserted_estimate() // PHASES_PER_SAMPLE
+                rows = await progress.inserted_estimate()
+            estimates.append((time.monotonic(), rows))
+            return rows // PHASES_PER_SAMPLE
 
         feeder = asyncio.create_task(fleet.feed(stored_messages), name="bench-feed")
         try:
@@ -237,6 +242,10 @@ async def measure_phase(
             _feeding(feeder)
             result["window"] = _window(start, end, base, real)
             result["window"]["backlog_msgs_at_end"] = _backlog(end, base)
+            result["window"]["slice_msgs_per_s"] = [
+                round(rate / PHASES_PER_SAMPLE)
+                for rate in slice_rates(estimates, start.committed.at, end.committed.at)
+            ]
             # Memory of the ingest process(es): resident at the window's end, and the peak
             # since start (batches of EMS_INGEST_BATCH_ROWS rows, two in hand at a time).
             result["window"]["ingest_rss_mib"] = round(

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.ingest_db import SLICE_S
 from benchmarks.report import _fmt, _get
 
 _ROWS: list[tuple[str, list[str | int], str]] = [
     ("ingest workers ($share group)", ["workers"], ""),
     ("sustained rate (DB, committed)", ["window", "db_msgs_per_s"], "msg/s"),
     ("  rows committed", ["window", "db_rows_per_s"], "rows/s"),
+    (f"  by {SLICE_S:.0f} s slice: first / min / max / last", ["window", "slices"], "msg/s"),
     ("  rows committed per worker", ["window", "per_worker_rows"], "rows/s"),
     ("  publisher side (PUBACKed)", ["window", "publisher_acked_msgs_per_s"], "msg/s"),
     ("  window", ["window", "seconds"], "s"),
@@ -49,6 +51,11 @@ def _decorate(phase: dict[str, Any]) -> None:
     if "backlog_msgs_at_start" in window:
         window["backlog"] = (
             f"{window['backlog_msgs_at_start']:,} / {window.get('backlog_msgs_at_end', 0):,}"
+        )
+    slices = window.get("slice_msgs_per_s")
+    if slices:
+        window["slices"] = " / ".join(
+            f"{v:,.0f}" for v in (slices[0], min(slices), max(slices), slices[-1])
         )
     if "avg_batch_rows" in window:
         window["batch_commit"] = (

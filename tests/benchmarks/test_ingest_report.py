@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from benchmarks.ingest_db import slice_rates
 from benchmarks.ingest_report import DISTURBED_CORES, naive_ratio, table
 
 
@@ -48,3 +49,32 @@ def test_no_ratio_without_both_pipelines() -> None:
         "naive_disturbance_cores": 0.0,
         "naive_disturbed": False,
     }
+
+
+def test_slices_give_the_rate_of_each_slice_of_the_window() -> None:
+    # 300 rows/s for 30 s, then 150 rows/s: samples every 0.25 s, as the feeder takes them.
+    samples = []
+    for n in range(0, 241):
+        at = 100.0 + n * 0.25
+        rows = 300 * min(at - 100.0, 30.0) + 150 * max(at - 130.0, 0.0)
+        samples.append((at, round(rows)))
+    assert slice_rates(samples, 100.0, 160.0, width=15.0) == [300.0, 300.0, 150.0, 150.0]
+    # A slice that runs past the window's end or past the last sample is left out.
+    assert slice_rates(samples, 100.0, 159.0, width=15.0) == [300.0, 300.0, 150.0]
+    assert slice_rates(samples, 130.0, 200.0, width=15.0) == [150.0, 150.0]
+
+
+def test_slices_interpolate_between_sparse_samples() -> None:
+    samples = [(0.0, 0), (10.0, 1000), (20.0, 3000)]
+    assert slice_rates(samples, 5.0, 15.0, width=5.0) == [100.0, 200.0]
+
+
+def test_the_table_shows_first_min_max_and_last_slice() -> None:
+    result = {"real": window(12_000)}
+    result["real"]["window"]["slice_msgs_per_s"] = [12_500, 11_000, 12_900, 11_800]
+    printed = table({"mosquitto": result})
+    assert re.search(
+        r"^  by 15 s slice: first / min / max / last +12,500 / 11,000 / 12,900 / 11,800 +msg/s$",
+        printed,
+        re.MULTILINE,
+    )
