@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "--window",
         type=float,
         default=180.0,
-        help="seconds the real pipeline is measured. Its first 15-30 s run faster than the "
+        help="seconds the real pipeline is measured. Its first 30-45 s run faster than the "
         "rest, while PostgreSQL's shared buffers still take the new pages without writing "
         "older ones out; the default is long enough for the steady state to dominate (the "
         "table's 15 s slices show the drift). Commits of 1-2 s each land in the count whole, "
