@@ -14,7 +14,16 @@ Variants (several may be given; each gets its own cluster, run one after another
 - ``schema``: the migrated schema as it is;
 - ``full-device-index``: plus the index migration 0003 replaced, ``raw_events (device_id,
   received_at DESC)`` over every row;
-- ``no-time-indexes``: without the time indexes TimescaleDB creates on both hypertables.
+- ``btree-time-indexes``: the time indexes as TimescaleDB creates them with a hypertable,
+  B-trees on ``ts DESC`` and ``received_at DESC`` (the schema before migration 0004), in
+  place of the BRIN ones;
+- ``no-time-indexes``: without any time index on either hypertable;
+- ``wal-init-zero-off``: ``wal_init_zero = off``, so new WAL segments are not zero-filled
+  first (a fresh cluster creates every segment it writes; one that has run a while
+  recycles them).
+
+Beside the CPU it prints the WAL written per message (``pg_stat_wal``, since the cluster
+started, so the migrations are a small share of it).
 
 The backend's cost per row grows as the chunk's indexes grow, so compare variants with the
 same ``--batches``; runs on this shared 2-core VM move by 10-20 % from one to the next.
@@ -52,9 +61,19 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "full-device-index": (
         "CREATE INDEX raw_events_device_idx ON raw_events (device_id, received_at DESC)",
     ),
+    "btree-time-indexes": (
+        "DROP INDEX energy_readings_ts_brin",
+        "DROP INDEX raw_events_received_at_brin",
+        "CREATE INDEX energy_readings_ts_idx ON energy_readings (ts DESC)",
+        "CREATE INDEX raw_events_received_at_idx ON raw_events (received_at DESC)",
+    ),
     "no-time-indexes": (
-        "DROP INDEX energy_readings_ts_idx",
-        "DROP INDEX raw_events_received_at_idx",
+        "DROP INDEX energy_readings_ts_brin",
+        "DROP INDEX raw_events_received_at_brin",
+    ),
+    "wal-init-zero-off": (
+        "ALTER SYSTEM SET wal_init_zero = off",
+        "SELECT pg_reload_conf()",
     ),
 }
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -118,6 +137,7 @@ async def run_variant(name: str, batches: int, workdir: Path) -> dict[str, float
                 per_batch.append((ended - began) / MESSAGES * 1e6)
                 logger.info("%s: batch %d/%d", name, number + 1, batches)
             cluster_cpu = tree_cpu_seconds(postmaster) - cluster_before
+            wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
             stored = await conn.fetchval("SELECT count(*) FROM energy_readings")
             audited = await conn.fetchval("SELECT count(*) FROM raw_events")
             if (stored, audited) != (3 * MESSAGES * batches, MESSAGES * batches):
@@ -130,6 +150,10 @@ async def run_variant(name: str, batches: int, workdir: Path) -> dict[str, float
     result["first batch"] = per_batch[0]
     result["last batch"] = per_batch[-1]
     result["median batch"] = statistics.median(per_batch)
+    # Since the cluster started (migrations included, a small share): WAL per message.
+    result["WAL bytes"] = wal["wal_bytes"] / messages
+    result["WAL records"] = wal["wal_records"] / messages
+    result["WAL full-page images"] = wal["wal_fpi"] / messages
     return result
 
 
@@ -146,10 +170,13 @@ async def main_async(args: argparse.Namespace) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     keys = list(next(iter(results.values())))
     width = max(len(k) for k in keys) + 2
-    print(f"\nbackend CPU, µs per message ({args.batches} batches of {MESSAGES} messages)")
+    print(
+        f"\nbackend CPU, µs per message, and WAL per message "
+        f"({args.batches} batches of {MESSAGES} messages)"
+    )
     print(" " * width + "".join(f"{name:>20}" for name in results))
     for key in keys:
-        print(f"{key:<{width}}" + "".join(f"{results[n][key]:>20.1f}" for n in results))
+        print(f"{key:<{width}}" + "".join(f"{results[n][key]:>20.2f}" for n in results))
 
 
 def main() -> None:
@@ -163,10 +190,10 @@ def main() -> None:
         "--variant",
         action="append",
         choices=sorted(VARIANTS),
-        help="repeatable; default: schema and full-device-index",
+        help="repeatable; default: schema and btree-time-indexes",
     )
     args = parser.parse_args()
-    args.variant = args.variant or ["schema", "full-device-index"]
+    args.variant = args.variant or ["schema", "btree-time-indexes"]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(main_async(args))
 

@@ -24,3 +24,14 @@ async def test_one_batch_is_stored_and_costed() -> None:
 def test_variants_name_what_migration_0003_changed() -> None:
     assert any("raw_events_device_idx" in statement for statement in VARIANTS["full-device-index"])
     assert VARIANTS["schema"] == ()
+
+
+async def test_every_variant_applies_to_the_migrated_schema() -> None:
+    """Each variant's statements name indexes the migrations really create (0004 renamed the
+    time indexes), and its batch is stored, with WAL counted."""
+    with tempfile.TemporaryDirectory(prefix="ems-pg-write-cost-test-") as workdir:
+        Path(workdir).chmod(0o755)
+        for name in VARIANTS:
+            result = await run_variant(name, 1, Path(workdir))
+            assert result["WAL bytes"] > 0, name
+            assert result["WAL records"] > 0, name

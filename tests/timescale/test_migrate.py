@@ -100,7 +100,66 @@ async def test_raw_events_indexes_devices_only_for_what_went_wrong(database_url:
     device = indexes["raw_events_device_rejected_idx"]
     assert "(device_id, received_at DESC)" in device
     assert "WHERE (verdict <> 'accepted'::text)" in device
-    assert "raw_events_received_at_idx" in indexes
+    assert "USING brin (received_at)" in indexes["raw_events_received_at_brin"]
+
+
+async def test_time_indexes_are_brin_on_hypertables_and_chunks(
+    db_pool: asyncpg.Pool[asyncpg.Record],
+) -> None:
+    """Migration 0004: the hypertables' time columns have BRIN indexes, no B-trees, and the
+    chunks inherit that. (raw_events_quarantine_idx, a partial B-tree, stays.)"""
+    await db_pool.execute(INSERT_READING, *_reading())
+    await db_pool.execute(
+        "INSERT INTO raw_events (topic, device_id, payload, verdict) "
+        "VALUES ('ems/dev1/telemetry', 'dev1', '\\x7b7d', 'accepted')"
+    )
+    rows = await db_pool.fetch(
+        """
+        SELECT c.relname AS table_name, a.attname AS column_name, am.amname AS method
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        JOIN pg_am am ON am.oid = ic.relam
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indnatts = 1 AND i.indpred IS NULL AND a.attname IN ('ts', 'received_at')
+          AND (c.relname IN ('energy_readings', 'raw_events') OR c.relname LIKE '%chunk')
+        """
+    )
+    found = {(r["table_name"], r["column_name"], r["method"]) for r in rows}
+    assert ("energy_readings", "ts", "brin") in found
+    assert ("raw_events", "received_at", "brin") in found
+    chunks = {(name, column) for name, column, _ in found if name.endswith("chunk")}
+    assert len(chunks) == 2  # one chunk of each hypertable, each with its time index
+    assert {method for *_, method in found} == {"brin"}, found
+
+
+async def test_brin_time_index_serves_a_time_range(
+    db_pool: asyncpg.Pool[asyncpg.Record],
+) -> None:
+    # 100 devices x 3 phases x 400 s, inserted in time order as the ingest writes them.
+    await db_pool.execute(
+        """
+        INSERT INTO energy_readings (device_id, phase, ts, voltage_rms, current_rms,
+            power_watt, power_var, power_va, power_factor, voltage_thd, current_thd,
+            energy_kwh, seq, boot)
+        SELECT 'dev' || d, p, '2026-11-22T08:00:00Z'::timestamptz + s * INTERVAL '1 second',
+            230, 5, 1000, 100, 1005, 0.99, 1, 2, s * 0.001, s, 'b1'
+        FROM generate_series(0, 399) AS s, generate_series(1, 100) AS d,
+            unnest(ARRAY['A', 'B', 'C']) AS p
+        ORDER BY s
+        """
+    )
+    await db_pool.execute("VACUUM ANALYZE energy_readings")  # summarises the page ranges
+    query = (
+        "SELECT count(*) FROM energy_readings "
+        "WHERE ts >= '2026-11-22T08:05:00Z' AND ts < '2026-11-22T08:05:10Z'"
+    )
+    async with db_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query))
+        count = await conn.fetchval(query)
+    assert "Bitmap Index Scan on" in plan and "ts_brin" in plan, plan
+    assert count == 10 * 100 * 3
 
 
 async def test_unique_key_deduplicates_readings(db_pool: asyncpg.Pool[asyncpg.Record]) -> None:
