@@ -110,3 +110,69 @@ def test_a_closed_link_and_a_malformed_length_are_reported(
     closed.close()
     assert client._packet_read() == MQTTErrorCode.MQTT_ERR_CONN_LOST
     other.close()
+
+
+def _buffer(client: mqtt.Client, peer: socket.socket, stream: bytes) -> PacketReader:
+    """A reader that has read ``stream`` from the socket: its first packet handled by
+    ``__call__`` (as ``loop_read`` does), the rest left in its buffer."""
+    reader: PacketReader = client._packet_read  # type: ignore[assignment]
+    peer.sendall(stream)
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    return reader
+
+
+def test_take_publishes_decodes_what_is_buffered_up_to_the_limit(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, got = link
+    stream = b"".join(publish(b"ems/d/telemetry", b"%d" % i, mid=i + 1) for i in range(50))
+    reader = _buffer(client, peer, stream)
+    assert [d.mid for d in got] == [1]
+    first = reader.take_publishes(20)
+    assert [d.mid for d in first] == list(range(2, 22))
+    assert first[0] == Delivered("ems/d/telemetry", b"1", 1, 2, False)
+    rest = reader.take_publishes(1000)
+    assert [d.payload for d in rest] == [b"%d" % i for i in range(21, 50)]
+    assert reader.take_publishes(1000) == [] and not reader.has_packet()
+    # Nothing buffered: the next loop_read reads the socket again.
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_AGAIN
+
+
+def test_take_publishes_stops_where_paho_or_more_bytes_are_needed(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, got = link
+    suback: list[int] = []
+    client.on_subscribe = lambda _c, _u, mid, _codes, _p: suback.append(mid)
+    whole = publish(b"ems/d/telemetry", b"x" * 300, mid=4)
+    stream = (
+        publish(b"ems/d/telemetry", b"a", mid=1)
+        + publish(b"ems/d/status", b"{}", qos=0, retain=True)
+        + bytes([0x90, 0x03, 0x00, 0x09, 0x01])  # SUBACK: paho's
+        + publish(b"ems/\xff/telemetry", b"{}", mid=2)  # not UTF-8: paho's
+        + publish(b"ems/d/telemetry", b"b", mid=3)
+        + whole[:100]  # incomplete
+    )
+    reader = _buffer(client, peer, stream)
+    assert reader.take_publishes(100) == [Delivered("ems/d/status", b"{}", 0, 0, True)]
+    assert reader.take_publishes(100) == []  # the SUBACK is next
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS and suback == [9]
+    assert reader.take_publishes(100) == []  # the topic that is not UTF-8
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert got[-1] == Delivered("ems/\ufffd/telemetry", b"{}", 1, 2, False)
+    assert [d.mid for d in reader.take_publishes(100)] == [3]
+    assert reader.take_publishes(100) == [] and not reader.has_packet()
+    peer.sendall(whole[100:])
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert got[-1] == Delivered("ems/d/telemetry", b"x" * 300, 1, 4, False)
+
+
+def test_take_publishes_leaves_a_malformed_length_to_be_reported(
+    link: tuple[mqtt.Client, socket.socket, list[Delivered]],
+) -> None:
+    client, peer, got = link
+    stream = publish(b"ems/d/telemetry", b"a", mid=1) + bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
+    reader = _buffer(client, peer, stream)
+    assert reader.take_publishes(100) == []
+    assert client._packet_read() == MQTTErrorCode.MQTT_ERR_PROTOCOL
+    assert [d.mid for d in got] == [1]
