@@ -74,6 +74,7 @@ if tuple(_Units.__struct_fields__) != tuple(Units.model_fields):
 
 _DECODER = msgspec.json.Decoder(_Sample)
 _as_tuple = msgspec.structs.astuple
+_new = tuple.__new__
 
 
 class FastSample(NamedTuple):
@@ -101,4 +102,5 @@ def decode_sample(device_id: str, payload: bytes) -> FastSample | None:
     phases: dict[str, tuple[float, ...]] = {
         name: _as_tuple(reading) for name, reading in sample.phases.items()
     }
-    return FastSample(ts, sample.seq, sample.boot, phases)
+    # FastSample(...) without NamedTuple's Python-level __new__ (once per message).
+    return _new(FastSample, (ts, sample.seq, sample.boot, phases))

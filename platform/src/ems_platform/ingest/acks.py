@@ -35,6 +35,7 @@ from ems_platform.ingest.packet_reader import Delivered
 log = logging.getLogger(__name__)
 
 _PUBACK = struct.Struct("!BBH")
+_new = tuple.__new__
 
 
 class PahoAck(NamedTuple):
@@ -78,7 +79,8 @@ class Acknowledger:
         if message.qos == 0:
             return None
         self.outstanding += 1
-        return PahoAck(self.generation, message.mid, message.qos)
+        # PahoAck(...) without NamedTuple's Python-level __new__ (once per message).
+        return _new(PahoAck, (self.generation, message.mid, message.qos))
 
     def __call__(self, handles: Sequence[object]) -> None:
         """``BatchWriter.on_committed``: handles arrive in delivery order, as MQTT wants."""
