@@ -69,6 +69,12 @@ OUT_HIGH_BYTES = 1 << 20
 RECV_BYTES = 1 << 16
 # Longest sleep in select; control commands wake it at once through a pipe.
 TICK_S = 1.0
+# Shortest turn of the loop. Under load the broker's PUBACKs trickle in a few at a time, and
+# a turn per select wake-up (select, recv, render, send) for two or three messages cost the
+# load about 7 µs per message, CPU taken from the two cores it shares with what it measures.
+# Waiting out the rest of 2 ms lets each turn handle a few dozen; with a window of 1,000 in
+# flight per connection that caps nothing (500,000 msg/s per connection).
+MIN_TURN_S = 0.002
 
 
 def device_ids(prefix: str, count: int) -> list[str]:
@@ -277,7 +283,12 @@ def _pump(publisher: Publisher, control: _Control) -> float:
     sock = publisher.sock.fileno()
     started = time.monotonic()
     drain_until: float | None = None
+    turn_at = started
     while True:
+        rest = turn_at + MIN_TURN_S - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
+        turn_at = time.monotonic()
         while not control.marks.empty():
             tag = control.marks.get()
             print(f"MARK {tag} {publisher.acked} {time.monotonic_ns()}", flush=True)
