@@ -138,6 +138,8 @@ async def run_variant(name: str, batches: int, workdir: Path) -> dict[str, float
                 logger.info("%s: batch %d/%d", name, number + 1, batches)
             cluster_cpu = tree_cpu_seconds(postmaster) - cluster_before
             wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+            if wal is None:
+                raise RuntimeError("pg_stat_wal returned no row")
             stored = await conn.fetchval("SELECT count(*) FROM energy_readings")
             audited = await conn.fetchval("SELECT count(*) FROM raw_events")
             if (stored, audited) != (3 * MESSAGES * batches, MESSAGES * batches):
