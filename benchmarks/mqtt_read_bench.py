@@ -3,15 +3,16 @@
 ``uv run python -m benchmarks.mqtt_read_bench [--messages N] [--rounds R]`` writes N QoS 1
 PUBLISH packets carrying the load generator's 3-phase sample (``benchmarks.ingest_load``'s
 bytes, 500 device topics) into one end of a socket pair and reads them at the other with the
-ingest's own parts: a paho client with ``PacketReader`` installed and a ``FlowQueue``,
-handed on in batches of ``HAND_ON_MAX`` (100) as ``MqttSource`` does. No broker, no event
-loop, no database. Two ways of reading are timed, interleaved, R rounds each:
+ingest's own parts, handed on in batches of ``HAND_ON_MAX`` (100) as ``MqttSource`` does. No
+broker, no database. Two ways of reading are timed, interleaved, R rounds each:
 
-- ``per packet``: one ``loop_read`` per packet, each decoded PUBLISH put on the queue on its
-  own and taken off one ``get_nowait`` at a time (the ingest before 2026-11-24's change);
-- ``bulk``: what ``FlowControlledClient`` does now: one ``loop_read`` reads the socket and
-  handles the first packet, ``PacketReader.take_publishes`` decodes the rest of the read in
-  one call, ``FlowQueue.put_many`` / ``take_many`` move them in and out at once.
+- ``per packet``: the ingest before 2026-11-24's change, rebuilt from its parts (a paho
+  client with ``PacketReader`` installed, a ``FlowQueue``): one ``loop_read`` per packet,
+  each decoded PUBLISH put on the queue on its own and taken off one ``get_nowait`` at a
+  time;
+- ``bulk``: ``FlowControlledClient`` itself, its reader callback (``_read_ready``: one
+  ``loop_read`` reads the socket and handles the first packet, ``take_publishes`` decodes
+  the rest of the read, ``put_many`` queues them) and its ``next_batch``.
 
 Printed: the reading thread's CPU time (user + system, so ``recv`` counts) per message, the
 fastest and the median round of each, and their ratio. Every round checks that all N
@@ -32,104 +33,104 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from benchmarks.judge_bench import single
-from benchmarks.mqtt_wire import remaining_length
-from ems_platform.ingest.flow_client import FlowQueue
+from benchmarks.mqtt_wire import publish_packet
+from ems_platform.ingest.flow_client import FlowControlledClient, FlowQueue
 from ems_platform.ingest.packet_reader import PacketReader
 from ems_platform.ingest.source import HAND_ON_MAX
 
 DEVICES = 500
+#: Never reached: the queue must not pause reading, there is no event loop reader to resume.
+HIGH_WATER = 10**9
 
-
-def publish(topic: bytes, payload: bytes, mid: int) -> bytes:
-    body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + payload
-    return bytes([0x32]) + remaining_length(len(body)) + body  # PUBLISH, QoS 1
+#: Reads ``expected`` messages from the socket; returns their packet ids in arrival order.
+Read = Callable[[int], list[int]]
 
 
 def stream(messages: int) -> bytes:
     payload = single(1)
     return b"".join(
-        publish(b"ems/bench-%05d/telemetry" % (i % DEVICES), payload, i % 65535 + 1)
+        publish_packet(f"ems/bench-{i % DEVICES:05d}/telemetry", i % 65535 + 1, payload)
         for i in range(messages)
     )
 
 
-class Link:
-    """A socket pair, the ingest's reader on one end."""
+def per_packet(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> Read:
+    del loop  # no event loop in the old path's reading
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client._sock = sock
+    queue = FlowQueue()
+    queue.high_water, queue.low_water = HIGH_WATER, 0
+    reader = PacketReader(client, queue.put_nowait)
+    reader.install()
 
-    def __init__(self) -> None:
-        # Blocking, unlike the ingest's: a read that finds nothing waits for the writer
-        # thread instead of spinning, which would count as CPU.
-        self.ours, self.peer = socket.socketpair()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        self.client._sock = self.ours
-        self.queue = FlowQueue()
-        self.queue.high_water, self.queue.low_water = 10**9, 0
-        self.reader = PacketReader(self.client, self.queue.put_nowait)
-        self.reader.install()
-
-    def close(self) -> None:
-        self.ours.close()
-        self.peer.close()
-
-
-def per_packet(link: Link, expected: int) -> list[int]:
-    mids: list[int] = []
-    client, reader, queue = link.client, link.reader, link.queue
-    while len(mids) < expected:
-        while True:
-            client.loop_read()
-            if not reader.has_packet():
-                break
-        while True:
-            try:
-                batch = [queue.get_nowait()]
-            except asyncio.QueueEmpty:
-                break
-            while len(batch) < HAND_ON_MAX:
-                try:
-                    batch.append(queue.get_nowait())
-                except asyncio.QueueEmpty:
+    def read(expected: int) -> list[int]:
+        mids: list[int] = []
+        while len(mids) < expected:
+            while True:
+                client.loop_read()
+                if not reader.has_packet():
                     break
-            mids.extend(m.mid for m in batch)
-    return mids
-
-
-def bulk(link: Link, expected: int) -> list[int]:
-    mids: list[int] = []
-    client, reader, queue = link.client, link.reader, link.queue
-    while len(mids) < expected:
-        while True:
-            client.loop_read()
-            queue.put_many(reader.take_publishes(queue.high_water - queue.qsize()))
-            if not reader.has_packet():
-                break
-        while True:
-            try:
+            while not queue.empty():
                 batch = [queue.get_nowait()]
-            except asyncio.QueueEmpty:
-                break
-            batch += queue.take_many(HAND_ON_MAX - 1)
+                while len(batch) < HAND_ON_MAX and not queue.empty():
+                    batch.append(queue.get_nowait())
+                mids.extend(m.mid for m in batch)
+        return mids
+
+    return read
+
+
+def bulk(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> Read:
+    async def make() -> FlowControlledClient:  # aiomqtt wants a running loop
+        return FlowControlledClient(
+            "127.0.0.1", 1, identifier="mqtt-read-bench", high_water=HIGH_WATER
+        )
+
+    client = loop.run_until_complete(make())
+    client._client._sock = sock
+    client._fd = sock.fileno()  # as if the socket were open: reads happen
+    end = asyncio.Event()
+
+    async def consume(mids: list[int]) -> None:
+        while client.queued:
+            batch = await client.next_batch(end, HAND_ON_MAX) or []
             mids.extend(m.mid for m in batch)
-    return mids
+
+    def read(expected: int) -> list[int]:
+        mids: list[int] = []
+        while len(mids) < expected:
+            client._read_ready()
+            if client._disconnected.done():
+                raise SystemExit(f"bulk: reading failed: {client._disconnected.exception()}")
+            loop.run_until_complete(consume(mids))
+        return mids
+
+    return read
 
 
-def timed(read: Callable[[Link, int], list[int]], data: bytes, messages: int) -> float:
+def timed(
+    way: Callable[[socket.socket, asyncio.AbstractEventLoop], Read], data: bytes, messages: int
+) -> float:
     """CPU µs per message of one round: the reading thread's, not the writer's."""
-    link = Link()
+    # Blocking, unlike the ingest's: a read that finds nothing waits for the writer thread
+    # instead of spinning, which would count as CPU.
+    ours, peer = socket.socketpair()
+    loop = asyncio.new_event_loop()
     # Written from a second thread: the socket buffer holds less than a round's bytes.
-    sender = threading.Thread(target=link.peer.sendall, args=(data,))
+    sender = threading.Thread(target=peer.sendall, args=(data,))
     try:
+        read = way(ours, loop)
         sender.start()
         started = time.thread_time()
-        mids = read(link, messages)
+        mids = read(messages)
         took = time.thread_time() - started
         sender.join()
     finally:
-        link.close()
+        loop.close()
+        ours.close()
+        peer.close()
     if mids != [i % 65535 + 1 for i in range(messages)]:
-        raise SystemExit(
-            f"{read.__name__}: {len(mids)} messages out of {messages}, or out of order"
-        )
+        raise SystemExit(f"{way.__name__}: got {len(mids)} of {messages}, or out of order")
     return took / messages * 1e6
 
 

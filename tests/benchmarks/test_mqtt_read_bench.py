@@ -1,5 +1,6 @@
-"""benchmarks.mqtt_read_bench reads real PUBLISH bytes through a socket pair both ways and
-checks what came out; here with few messages, for correctness only."""
+"""benchmarks.mqtt_read_bench reads real PUBLISH bytes through a socket pair both ways (the
+second with the ingest's own FlowControlledClient) and checks what came out; here with few
+messages, for correctness only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,6 @@ from benchmarks.mqtt_read_bench import bulk, per_packet, stream, timed
 
 def test_both_ways_read_every_message_in_order() -> None:
     data = stream(3_000)
-    for read in (per_packet, bulk):
+    for way in (per_packet, bulk):
         # timed() raises SystemExit unless all 3,000 came out in order.
-        assert timed(read, data, 3_000) > 0
+        assert timed(way, data, 3_000) > 0
