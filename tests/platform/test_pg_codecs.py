@@ -62,3 +62,17 @@ async def test_copy_with_the_codec_stores_the_same_instants(pool: Pool, codec_po
         await pool.fetchval("SELECT $1::timestamptz", value) for value in VALUES
     ]
     assert [r["at"] for r in stored][:6] == VALUES[:6]  # the finite ones, unchanged
+
+
+def test_the_encoder_remembers_a_bounded_number_of_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pg_codecs, "CACHE_SIZE", 4)
+    start = datetime(2026, 11, 24, tzinfo=UTC)
+    values = [start + timedelta(microseconds=n) for n in range(10)]
+    encoded = [pg_codecs.encode_timestamptz(value) for value in values]
+    base = (start - pg_codecs.PG_EPOCH) // timedelta(microseconds=1)
+    assert encoded == [(base + n,) for n in range(10)]
+    assert len(pg_codecs.ENCODED) <= 4
+    # Asked again, after being forgotten or not, each value encodes the same.
+    assert [pg_codecs.encode_timestamptz(value) for value in values] == encoded

@@ -24,7 +24,13 @@ import pytest
 from ems_platform.ingest import deltas, quality
 from ems_platform.ingest.deltas import OWN_FLAGS, Point, QualityRules, derive, ordered
 from ems_platform.ingest.envelope import Envelope, Incoming, MessageKind, ReadingRow
-from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
+from ems_platform.ingest.quality import (
+    Plan,
+    context_keys,
+    oldest_per_series,
+    plan_batch,
+    series_of,
+)
 from tests.platform import quality_reference as reference
 
 BASE = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -145,7 +151,19 @@ class World:
                 by_series.setdefault((row.device_id, row.phase), []).append(row)
             context = [timeline[-1] for timeline in by_series.values()]
             newest = {s: timeline[-1] for s, timeline in by_series.items()}
-            for device, phase, ts in context_keys(batch, newest):
+            keys = context_keys(batch, newest, oldest_per_series(batch))
+            # The rows not newer than their series' newest stored row, found the plain way.
+            assert keys == sorted(
+                {
+                    (r.device_id, r.phase, r.ts)
+                    for env in batch
+                    for r in env.rows
+                    if (r.device_id, r.phase) in newest
+                    and r.ts <= newest[(r.device_id, r.phase)].ts
+                }
+            )
+            assert context_keys(batch, newest) == keys
+            for device, phase, ts in keys:
                 timeline = by_series[(device, phase)]
                 at = bisect.bisect_right([r.ts for r in timeline], ts)
                 context.extend(timeline[max(at - 1, 0) : at + 1] if at else timeline[:1])

@@ -37,7 +37,7 @@ from ems_platform.ingest.envelope import (
     ReadingRow,
     Verdict,
 )
-from ems_platform.ingest.quality import Plan, context_keys, plan_batch, series_of
+from ems_platform.ingest.quality import Plan, context_keys, oldest_per_series, plan_batch
 from ems_platform.ingest.store import BatchRejectedError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -209,11 +209,13 @@ class Heads:
         self,
         read: dict[str, int | None],
         before: dict[Series, ReadingRow | None],
-        written: Iterable[ReadingRow],
+        newest: dict[Series, ReadingRow],
+        updates: Iterable[ReadingRow],
         versions: dict[str, int],
     ) -> None:
         """After a commit that moved each device from version ``read`` to ``versions``: the
-        newest row of every series the batch touched (``before`` it, or one ``written``)."""
+        newest row of every series the batch touched (``before`` it, or the plan's
+        ``newest``, stored or written, with the ``updates`` it made to stored rows)."""
         mine, rows = self._versions, self._rows
         for device, version in versions.items():
             if mine.get(device) != read.get(device):
@@ -222,11 +224,12 @@ class Heads:
                     rows.pop((device, phase), None)
             mine[device] = version
         rows.update(before)
-        for row in written:
+        rows.update(newest)
+        for row in updates:
             key = (row.device_id, row.phase)
             current = rows.get(key)
-            if current is None or row.ts >= current.ts:
-                rows[key] = row
+            if current is not None and row.ts == current.ts:
+                rows[key] = row  # the newest stored row, with its new delta or flags
         for device in {device for device, _ in before if device not in versions}:
             # Not registered (no version): nothing about it can be trusted later.
             mine.pop(device, None)
@@ -264,7 +267,8 @@ class PgReadingStore:
             return await self._attempt(batch, direct=False)
 
     async def _attempt(self, batch: Sequence[Envelope], *, direct: bool) -> list[int]:
-        series = series_of(batch)
+        oldest = oldest_per_series(batch)
+        series = sorted(oldest)
         devices = sorted({device for device, _ in series})
         async with self._pool.acquire() as conn, conn.transaction():
             read: dict[str, int | None] = {}
@@ -280,7 +284,7 @@ class PgReadingStore:
                         _NEWEST, [d for d, _ in unknown], [p for _, p in unknown]
                     )
                     before.update(((r["device_id"], r["phase"]), _row(r)) for r in records)
-            plan = await self._plan(conn, batch, before)
+            plan = await self._plan(conn, batch, before, oldest)
             for envelope, conflicts in zip(batch, plan.conflicts, strict=True):
                 envelope.conflicts = conflicts
             if direct:
@@ -306,16 +310,18 @@ class PgReadingStore:
             )
             versions = await self._update_devices(conn, batch)
         if direct:
-            written = [row for _, _, row in plan.inserts]
-            written.extend(plan.updates)
-            self.heads.committed(read, before, written, versions)
+            self.heads.committed(read, before, plan.newest, plan.updates, versions)
         return stored
 
     async def _plan(
-        self, conn: Connection, batch: Sequence[Envelope], before: dict[Series, ReadingRow | None]
+        self,
+        conn: Connection,
+        batch: Sequence[Envelope],
+        before: dict[Series, ReadingRow | None],
+        oldest: dict[Series, datetime],
     ) -> Plan:
         stored = [row for row in before.values() if row is not None]
-        around = context_keys(batch, before)
+        around = context_keys(batch, before, oldest)
         if around:
             records = await conn.fetch(
                 _AROUND, [k[0] for k in around], [k[1] for k in around], [k[2] for k in around]
@@ -377,10 +383,14 @@ class PgReadingStore:
         """Device rows: last seen and readings version, status, command acks. Returns the
         new readings version of every device with readings in the batch."""
         seen: dict[str, datetime] = {}
+        last_seen = seen.get
         for envelope in batch:
-            if envelope.rows and envelope.device_id is not None:
+            device = envelope.device_id
+            if envelope.rows and device is not None:
                 at = envelope.incoming.received_at
-                seen[envelope.device_id] = max(at, seen.get(envelope.device_id, at))
+                last = last_seen(device)
+                if last is None or (at is not last and at > last):
+                    seen[device] = at
         versions: dict[str, int] = {}
         if seen:
             ids = sorted(seen)

@@ -49,24 +49,59 @@ class Plan:
     updates: list[ReadingRow] = field(default_factory=list)
     #: Per message, the rows refused because their key is stored with other values.
     conflicts: list[list[Problem]] = field(default_factory=list)
+    #: Per series of the batch, its newest row stored or inserted (of equal keys the stored
+    #: one, as ``updates`` may hold it with a new delta or flags). A by-product of planning,
+    #: so not part of what two plans are compared by.
+    newest: dict[Series, ReadingRow] = field(default_factory=dict, compare=False)
+
+
+def oldest_per_series(batch: Sequence[Envelope]) -> dict[Series, datetime]:
+    """Every series with rows in the batch, and the oldest ``ts`` it has there."""
+    oldest: dict[Series, datetime] = {}
+    get = oldest.get
+    for env in batch:
+        for row in env.rows:
+            series = (row.device_id, row.phase)
+            ts = row.ts
+            low = get(series)
+            if low is None or ts < low:
+                oldest[series] = ts
+    return oldest
 
 
 def series_of(batch: Sequence[Envelope]) -> list[Series]:
-    return sorted({(row.device_id, row.phase) for env in batch for row in env.rows})
+    return sorted(oldest_per_series(batch))
 
 
 def context_keys(
-    batch: Sequence[Envelope], newest: Mapping[Series, ReadingRow | None]
+    batch: Sequence[Envelope],
+    newest: Mapping[Series, ReadingRow | None],
+    oldest: Mapping[Series, datetime] | None = None,
 ) -> list[Key]:
     """Rows of the batch not newer than their series' newest stored row (None: nothing
     stored): around these the store must also fetch the neighbours (and any stored row with
-    the same key)."""
+    the same key).
+
+    With ``oldest`` (``oldest_per_series`` of the batch), only the series whose oldest row
+    is not newer than the stored newest are looked at: under load none is, and the batch's
+    rows need not be walked again."""
+    if oldest is None:
+        oldest = oldest_per_series(batch)
+    late = set()
+    for series, low in oldest.items():
+        high = newest.get(series)
+        if high is not None and low <= high.ts:
+            late.add(series)
+    if not late:
+        return []
     keys = set()
     for env in batch:
         for row in env.rows:
-            high = newest.get((row.device_id, row.phase))
-            if high is not None and row.ts <= high.ts:
-                keys.add((row.device_id, row.phase, row.ts))
+            series = (row.device_id, row.phase)
+            if series in late:
+                high = newest[series]
+                if high is not None and row.ts <= high.ts:
+                    keys.add((row.device_id, row.phase, row.ts))
     return sorted(keys)
 
 
@@ -99,7 +134,7 @@ def plan_batch(
     inserts = plan.inserts
     max_kw = rules.max_kw
     # Per series its newest row so far, stored or accepted; of equal keys the first counts.
-    newest: dict[Series, ReadingRow] = {}
+    newest = plan.newest
     for row in stored:
         series = (row.device_id, row.phase)
         high = newest.get(series)
