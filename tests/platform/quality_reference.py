@@ -2,16 +2,18 @@
 right, kept as the reference the fast one must match exactly (``test_quality_plan``).
 
 Merges each series' stored and new rows, sorts them by ts, walks them with ``Point`` and
-``Delta`` objects and flag sets, and builds each result with ``dataclasses.replace``.
+``Delta`` objects and flag sets, and builds each result with ``msgspec.structs.replace``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from msgspec.structs import replace
 
 from ems_contract import MEASUREMENTS
 from ems_platform.ingest.deltas import QualityRules

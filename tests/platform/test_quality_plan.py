@@ -16,10 +16,11 @@ import bisect
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from msgspec.structs import fields, replace
 
 from ems_platform.ingest import deltas, quality
 from ems_platform.ingest.deltas import OWN_FLAGS, Point, QualityRules, derive, ordered

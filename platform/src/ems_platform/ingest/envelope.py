@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
+
+import msgspec
 
 from ems_contract import MEASUREMENTS
 
@@ -44,11 +46,15 @@ class MessageKind(enum.StrEnum):
 AckHandle: TypeAlias = object
 
 
-@dataclass(slots=True)
-class Incoming:
+class Incoming(msgspec.Struct):
     """A message as the broker delivered it, stamped when the platform read it.
 
     ``ack`` is None for messages that need no acknowledgement (QoS 0, tests).
+
+    This and the other per-message types (``ReadingRow``, ``Envelope``) are msgspec Structs,
+    not dataclasses: a Struct is built in C (a 9-field row in about 0.14 µs against 0.31 for
+    a slotted dataclass's generated ``__init__``), its fields read as fast as slots, and the
+    ingest builds five of them per 3-phase message.
     """
 
     topic: str
@@ -94,13 +100,14 @@ READING_COLUMNS: tuple[str, ...] = (
 UNFLAGGED_COLUMNS: tuple[str, ...] = tuple(c for c in READING_COLUMNS if c != "flags")
 
 
-@dataclass(slots=True)
-class ReadingRow:
+class ReadingRow(msgspec.Struct, gc=False):
     """One phase of one normalised sample (kWh, W, UTC): one ``energy_readings`` row.
 
-    Treat as immutable. Not ``frozen``: a frozen dataclass sets each field through
-    ``object.__setattr__``, which made building rows a measurable share of the ingest's CPU
-    (six per 3-phase message: the judge's and the planner's)."""
+    Treat as immutable, except for the planner, which sets ``energy_delta_kwh`` and ``flags``
+    of the batch's own rows in place. Not tracked by the garbage collector (``gc=False``):
+    its fields are strings, numbers, datetimes and tuples of those, so it can never be part
+    of a reference cycle, and the collector need not walk the hundred thousand or so that a
+    busy ingest holds."""
 
     device_id: str
     phase: str
@@ -162,20 +169,19 @@ class AckUpdate:
     error: str | None
 
 
-@dataclass(slots=True)
-class Envelope:
+class Envelope(msgspec.Struct):
     """A judged message: rows to store, problems to record, and device/command updates."""
 
     incoming: Incoming
     kind: MessageKind
     device_id: str | None = None
-    rows: list[ReadingRow] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    rows: list[ReadingRow] = msgspec.field(default_factory=list)
+    problems: list[Problem] = msgspec.field(default_factory=list)
     status: StatusUpdate | None = None
     ack: AckUpdate | None = None
     #: Rows refused at write time because their key is stored with other values. Set (not
     #: appended) by the store on every write attempt, so a retried batch stays right.
-    conflicts: list[Problem] = field(default_factory=list)
+    conflicts: list[Problem] = msgspec.field(default_factory=list)
 
     @property
     def rejections(self) -> list[Problem]:
