@@ -4,7 +4,8 @@
 throwaway durable TimescaleDB per variant (fsync on, the embedded cluster's settings),
 migrates it, and COPYs batches shaped like the ingest's under load into it: 16,667 messages
 of 1,000 devices per batch, each three ``energy_readings`` rows and one 600-byte
-``raw_events`` row, one transaction per batch, exactly the columns the ingest sends. It
+``raw_events`` row, one transaction per batch, exactly the columns the ingest sends, the
+readings in key order as the ingest sends them. It
 reads the database backend's CPU time (``/proc``) around each COPY and the COMMIT and
 prints µs per message: readings, audit rows, commit, and all PostgreSQL processes together.
 No broker and no ingest: it isolates what the schema costs the database.
@@ -20,7 +21,10 @@ Variants (several may be given; each gets its own cluster, run one after another
 - ``no-time-indexes``: without any time index on either hypertable;
 - ``wal-init-zero-off``: ``wal_init_zero = off``, so new WAL segments are not zero-filled
   first (a fresh cluster creates every segment it writes; one that has run a while
-  recycles them).
+  recycles them);
+- ``arrival-order``: the readings COPYed in the order their messages arrive (round-robin
+  over the devices) instead of in key order (device, phase, ts), as the ingest sent them
+  before it grouped each batch's rows by series.
 
 Beside the CPU it prints the WAL written per message (``pg_stat_wal``, since the cluster
 started, so the migrations are a small share of it).
@@ -75,7 +79,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "ALTER SYSTEM SET wal_init_zero = off",
         "SELECT pg_reload_conf()",
     ),
+    "arrival-order": (),
 }
+#: Variants whose readings go in arrival order rather than the ingest's key order.
+ARRIVAL_ORDER = {"arrival-order"}
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -86,7 +93,7 @@ def _backend_cpu(pid: int) -> float:
 
 
 def _batch(
-    number: int, start: datetime
+    number: int, start: datetime, *, key_order: bool = True
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     readings: list[tuple[object, ...]] = []
     raw: list[tuple[object, ...]] = []
@@ -102,6 +109,8 @@ def _batch(
                  seq * 0.001, 0.001, seq, "b1", now)
             )  # fmt: skip
         raw.append((now, f"ems/{device}/telemetry", device, PAYLOAD, "accepted", None, None))
+    if key_order:  # as PgReadingStore._insert_direct sends them
+        readings.sort(key=lambda row: (row[0], row[1], row[2]))
     return readings, raw
 
 
@@ -119,7 +128,7 @@ async def run_variant(name: str, batches: int, workdir: Path) -> dict[str, float
             per_batch: list[float] = []
             cluster_before = tree_cpu_seconds(postmaster)
             for number in range(batches):
-                readings, raw = _batch(number, start)
+                readings, raw = _batch(number, start, key_order=name not in ARRIVAL_ORDER)
                 began = _backend_cpu(backend)
                 transaction = conn.transaction()
                 await transaction.start()

@@ -47,6 +47,29 @@ async def test_good_sample_lands_one_row_per_phase_and_an_accepted_event(pool: P
     assert event["payload"] == payload  # bytes exactly as received
 
 
+async def test_rows_are_copied_in_key_order_whatever_order_they_arrived_in(pool: Pool) -> None:
+    store, judge = PgReadingStore(pool), Judge()
+    devices = ["dev3", "dev1", "dev2"]
+    # Round-robin over the devices, as a fleet's messages arrive.
+    batch = [
+        judged(judge, f"ems/{device}/telemetry", encode(sample(second, energy=1.0 + second / 1e3)))
+        for second in range(4)
+        for device in devices
+    ]
+    assert await store.write(batch) == [3] * len(batch)
+    # The heap's order (ctid) is the order the COPYs sent them in: the unflagged rows, then
+    # those with flags (here each series' first row), each COPY in key order.
+    stored = await pool.fetch(
+        "SELECT device_id, phase, ts, seq, flags FROM energy_readings ORDER BY ctid"
+    )
+    assert len(stored) == 3 * len(batch)
+    plain = [(r["device_id"], r["phase"], r["ts"]) for r in stored if not r["flags"]]
+    flagged = [(r["device_id"], r["phase"], r["seq"]) for r in stored if r["flags"]]
+    assert len(plain) == 3 * 3 * 3 and plain == sorted(plain)
+    assert flagged == [(device, phase, 0) for device in sorted(devices) for phase in "ABC"]
+    assert [r["flags"] for r in stored[-len(flagged) :]] == [["first_reading"]] * len(flagged)
+
+
 async def test_bad_sample_in_batch_is_quarantined_with_index_and_reason(pool: Pool) -> None:
     store, judge = PgReadingStore(pool), Judge()
     bad = sample(1)

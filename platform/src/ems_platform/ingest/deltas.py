@@ -101,7 +101,9 @@ def step(
     previous: Stamp, previous_energy: float, current: Stamp, energy: float, max_kw: float
 ) -> tuple[float | None, int]:
     """Delta and derived flags (a mask) of ``current`` given the reading just before it by
-    ``ts``. The planner calls this for every row it plans, so it takes rows as they are."""
+    ``ts``. The planner calls this for every row it plans, so it takes rows as they are;
+    ``quality.plan_batch`` has a copy inlined for its in-order rows (change both together:
+    tests/platform/test_quality_plan.py holds the planner to the reference)."""
     flags = GAP if current.boot == previous.boot and current.seq > previous.seq + 1 else 0
     if energy < previous_energy:
         # A lower counter means the meter was reset or replaced, whatever boot says.

