@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+#: How long a stop waits for the access-sync pool's connections to be handed back before it
+#: closes them regardless (a stop must end: whatever runs the supervisor waits for it).
+POOL_CLOSE_TIMEOUT_S = 5.0
 
 
 class MosquittoError(RuntimeError):
@@ -144,7 +147,20 @@ async def running_mosquitto(settings: MosquittoSettings) -> AsyncIterator[Runnin
         finally:
             await _stop(process)
     finally:
-        await pool.close()
+        await close_pool(pool)
+
+
+async def close_pool(pool: asyncpg.Pool[Any], grace: float = POOL_CLOSE_TIMEOUT_S) -> None:
+    """Close gracefully if the pool's connections come back within ``grace`` seconds, else
+    close them at once (``Pool.close`` alone waits for every acquired connection)."""
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except TimeoutError:
+        logger.warning(
+            "database connections of the access sync still busy after %.0f s; closing them",
+            grace,
+        )
+        pool.terminate()
 
 
 async def serve(settings: MosquittoSettings) -> None:
