@@ -291,7 +291,7 @@ def _step(previous: ReadingRow, row: ReadingRow, max_kw: float) -> tuple[float |
 
 
 def _with(row: ReadingRow, delta: float | None, flags: tuple[str, ...]) -> ReadingRow:
-    """``row`` with this delta and these flags (``dataclasses.replace``, without its cost)."""
+    """``row`` with this delta and these flags (``msgspec.structs.replace``, without its cost)."""
     return ReadingRow(
         row.device_id,
         row.phase,
