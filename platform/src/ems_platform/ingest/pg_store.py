@@ -336,9 +336,10 @@ class PgReadingStore:
         In key order: by series (``series``, sorted), each series' rows in arrival order. Rows
         arrive round-robin over the devices, and in that order every row's entry goes to
         another leaf of the unique index, cold in the CPU's caches; in key order each one
-        follows the last. That took PostgreSQL's CPU for the readings' COPY from 24.2 to 18.8
-        µs per message (same batches in arrival and key order, interleaved into twin
-        hypertables), for about 1.3 µs of the ingest's to group them."""
+        follows the last. That took PostgreSQL's CPU for the readings' COPY from about 24 to
+        19-20 µs per message (``benchmarks/copy_order_bench.py``: the same batches in both
+        orders, interleaved into twin hypertables), for about 1.3 µs of the ingest's CPU to
+        group them."""
         by_series: dict[Series, list[ReadingRow]] = {key: [] for key in series}
         for _, _, row in plan.inserts:
             by_series[(row.device_id, row.phase)].append(row)
