@@ -31,9 +31,9 @@ from pathlib import Path
 
 import asyncpg
 
+from benchmarks.bench_db import throwaway_database
 from benchmarks.pg_write_cost import MESSAGES, _backend_cpu, _batch
 from ems_platform.ingest.envelope import UNFLAGGED_COLUMNS
-from ems_timescale import LocalCluster, migrate
 
 logger = logging.getLogger("benchmarks.copy_order_bench")
 
@@ -99,9 +99,8 @@ async def main_async(batches: int) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="ems-copy-order-bench-"))
     workdir.chmod(0o755)  # the postgres OS user must reach the data directory
     try:
-        async with LocalCluster(workdir / "pg", durable=True) as cluster:
-            await migrate(cluster.dsn())
-            return await measure(cluster.dsn(), batches)
+        async with throwaway_database(workdir / "pg", durable=True) as dsn:
+            return await measure(dsn, batches)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

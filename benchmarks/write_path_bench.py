@@ -35,12 +35,12 @@ from pathlib import Path
 
 import asyncpg
 
+from benchmarks.bench_db import throwaway_database
 from benchmarks.ingest_load import Timestamps, device_ids, template
 from ems_platform.ingest import pg_codecs
 from ems_platform.ingest.envelope import Incoming
 from ems_platform.ingest.judge import Judge
 from ems_platform.ingest.pg_store import PgReadingStore
-from ems_timescale import LocalCluster, migrate
 
 logger = logging.getLogger("benchmarks.write_path_bench")
 
@@ -119,10 +119,9 @@ async def main_async(args: argparse.Namespace) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="ems-write-path-bench-"))
     workdir.chmod(0o755)  # the postgres OS user must reach the data directory
     try:
-        async with LocalCluster(workdir / "pg", durable=False) as cluster:
-            await migrate(cluster.dsn())
+        async with throwaway_database(workdir / "pg", durable=False) as dsn:
             return await measure(
-                cluster.dsn(), batches=args.batches, devices=args.devices, messages=args.messages
+                dsn, batches=args.batches, devices=args.devices, messages=args.messages
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
