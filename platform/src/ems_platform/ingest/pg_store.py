@@ -290,9 +290,12 @@ class PgReadingStore:
             if direct:
                 await self._insert_direct(conn, plan, series)
                 # Every planned row was inserted, by the first message that carried its key.
-                stored = [0] * len(batch)
-                for msg, _, _ in plan.inserts:
-                    stored[msg] += 1
+                if plan.skipped:
+                    stored = [0] * len(batch)
+                    for msg, _, _ in plan.inserts:
+                        stored[msg] += 1
+                else:
+                    stored = [len(envelope.rows) for envelope in batch]
             else:
                 stored = _credit(batch, await self._insert_staged(conn, plan))
             if plan.updates:
@@ -339,14 +342,12 @@ class PgReadingStore:
         follows the last. That took PostgreSQL's CPU for the readings' COPY from about 24 to
         19-20 µs per message (``benchmarks/copy_order_bench.py``: the same batches in both
         orders, interleaved into twin hypertables), for about 1.3 µs of the ingest's CPU to
-        group them."""
-        by_series: dict[Series, list[ReadingRow]] = {key: [] for key in series}
-        for _, _, row in plan.inserts:
-            by_series[(row.device_id, row.phase)].append(row)
+        group them (``plan_batch`` groups them as it plans)."""
+        by_series = plan.by_series
         flagged = []
         unflagged = []
-        for rows in by_series.values():
-            for row in rows:
+        for key in series:
+            for row in by_series.get(key, ()):
                 if row.flags:
                     flagged.append(row.record())
                 else:

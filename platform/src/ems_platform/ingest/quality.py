@@ -56,6 +56,11 @@ class Plan:
     #: one, as ``updates`` may hold it with a new delta or flags). A by-product of planning,
     #: so not part of what two plans are compared by.
     newest: dict[Series, ReadingRow] = field(default_factory=dict, compare=False)
+    #: Per series of the batch, the rows of ``inserts`` in arrival order: the COPY takes
+    #: them series by series. Another by-product.
+    by_series: dict[Series, list[ReadingRow]] = field(default_factory=dict, compare=False)
+    #: Rows of the batch not in ``inserts`` (duplicates and conflicts).
+    skipped: int = field(default=0, compare=False)
 
 
 def oldest_per_series(batch: Sequence[Envelope]) -> dict[Series, datetime]:
@@ -136,13 +141,16 @@ def plan_batch(
     plan = Plan()
     inserts = plan.inserts
     max_kw = rules.max_kw
-    # Per series its newest row so far, stored or accepted; of equal keys the first counts.
-    newest = plan.newest
+    # Per series [its newest row so far, stored or accepted (of equal keys the first), and
+    # its rows in ``inserts``]: one lookup per row finds both.
+    state: dict[Series, list[Any]] = {}
     for row in stored:
         series = (row.device_id, row.phase)
-        high = newest.get(series)
-        if high is None or row.ts > high.ts:
-            newest[series] = row
+        entry = state.get(series)
+        if entry is None:
+            state[series] = [row, []]
+        elif row.ts > entry[0].ts:
+            entry[0] = row
     # Every key stored or accepted so far, for rows that may be duplicates; built only once
     # such a row shows up, as a row newer than its series' newest cannot be one.
     by_key: dict[Key, ReadingRow] | None = None
@@ -150,6 +158,7 @@ def plan_batch(
     # their index in ``inserts`` (where they wait unplanned).
     replan: set[Series] = set()
     late: dict[int, int] = {}
+    skipped = 0
 
     # Arrival order decides what is late: a row older than anything stored or accepted
     # before it in this batch, exactly as if each message had been its own transaction.
@@ -161,29 +170,36 @@ def plan_batch(
         for ord_, row in enumerate(envelope.rows):
             ts = row.ts
             series = (row.device_id, row.phase)
-            previous = newest.get(series)
-            if previous is not None and not ts > previous.ts:
-                if by_key is None:
-                    by_key = _keys(stored, inserts)
-                key = (row.device_id, row.phase, ts)
-                existing = by_key.get(key)
-                if existing is not None:
-                    differences = _differences(existing, row)
-                    if differences:
-                        conflicts.append(_conflict(row, differences))
+            entry = state.get(series)
+            if entry is None:
+                previous = None
+                entry = state[series] = [row, []]
+            else:
+                previous = entry[0]
+                if not ts > previous.ts:
+                    if by_key is None:
+                        by_key = _keys(stored, inserts)
+                    key = (row.device_id, row.phase, ts)
+                    existing = by_key.get(key)
+                    if existing is not None:
+                        differences = _differences(existing, row)
+                        if differences:
+                            conflicts.append(_conflict(row, differences))
+                        skipped += 1
+                        continue
+                    by_key[key] = row
+                    if row.received_at is not received_at:
+                        received_at = row.received_at
+                        future = received_at + skew
+                    own = FUTURE_TIMESTAMP if ts > future else 0
+                    replan.add(series)
+                    late[len(inserts)] = own | OUT_OF_ORDER if ts < previous.ts else own
+                    inserts.append((msg, ord_, row))
+                    entry[1].append(row)
                     continue
-                by_key[key] = row
-                if row.received_at is not received_at:
-                    received_at = row.received_at
-                    future = received_at + skew
-                own = FUTURE_TIMESTAMP if ts > future else 0
-                replan.add(series)
-                late[len(inserts)] = own | OUT_OF_ORDER if ts < previous.ts else own
-                inserts.append((msg, ord_, row))
-                continue
+                entry[0] = row
             if by_key is not None:
                 by_key[(row.device_id, row.phase, ts)] = row
-            newest[series] = row
             if row.received_at is not received_at:
                 received_at = row.received_at
                 future = received_at + skew
@@ -210,7 +226,14 @@ def plan_batch(
             row.energy_delta_kwh = delta
             row.flags = FLAG_SETS[own]
             inserts.append((msg, ord_, row))
+            entry[1].append(row)
         plan.conflicts.append(conflicts)
+    plan.skipped = skipped
+    newest, by_series = plan.newest, plan.by_series
+    for series, (high, rows) in state.items():
+        newest[series] = high
+        if rows:
+            by_series[series] = rows
     if replan:
         _replan(plan, stored, replan, late, max_kw)
     return plan
