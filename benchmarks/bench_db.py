@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +56,19 @@ async def throwaway_database(data_dir: Path, *, durable: bool = False) -> AsyncI
     async with LocalCluster(data_dir, durable=durable) as cluster:
         await migrate(cluster.dsn())
         yield cluster.dsn()
+
+
+@asynccontextmanager
+async def scratch_database(prefix: str, *, durable: bool = False) -> AsyncIterator[str]:
+    """``throwaway_database`` in a new temporary directory named ``prefix``..., which is
+    removed afterwards; yields the DSN."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)  # the postgres OS user must reach the data directory
+    try:
+        async with throwaway_database(workdir / "pg", durable=durable) as dsn:
+            yield dsn
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def device_ids(count: int, prefix: str) -> list[str]:

@@ -23,15 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
-from benchmarks.bench_db import throwaway_database
+from benchmarks.bench_db import scratch_database
 from benchmarks.pg_write_cost import MESSAGES, _backend_cpu, _batch
 from ems_platform.ingest.envelope import UNFLAGGED_COLUMNS
 
@@ -96,13 +93,8 @@ async def measure(dsn: str, batches: int) -> dict[str, float]:
 
 
 async def main_async(batches: int) -> dict[str, float]:
-    workdir = Path(tempfile.mkdtemp(prefix="ems-copy-order-bench-"))
-    workdir.chmod(0o755)  # the postgres OS user must reach the data directory
-    try:
-        async with throwaway_database(workdir / "pg", durable=True) as dsn:
-            return await measure(dsn, batches)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    async with scratch_database("ems-copy-order-bench-", durable=True) as dsn:
+        return await measure(dsn, batches)
 
 
 def main() -> None:

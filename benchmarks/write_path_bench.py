@@ -26,16 +26,13 @@ import argparse
 import asyncio
 import gc
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
-from benchmarks.bench_db import throwaway_database
+from benchmarks.bench_db import scratch_database
 from benchmarks.ingest_load import Timestamps, device_ids, template
 from ems_platform.ingest import pg_codecs
 from ems_platform.ingest.envelope import Incoming
@@ -116,15 +113,10 @@ async def measure(dsn: str, *, batches: int, devices: int, messages: int) -> Res
 
 
 async def main_async(args: argparse.Namespace) -> Result:
-    workdir = Path(tempfile.mkdtemp(prefix="ems-write-path-bench-"))
-    workdir.chmod(0o755)  # the postgres OS user must reach the data directory
-    try:
-        async with throwaway_database(workdir / "pg", durable=False) as dsn:
-            return await measure(
-                dsn, batches=args.batches, devices=args.devices, messages=args.messages
-            )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    async with scratch_database("ems-write-path-bench-") as dsn:
+        return await measure(
+            dsn, batches=args.batches, devices=args.devices, messages=args.messages
+        )
 
 
 def main() -> None:
