@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system services EMS needs on Debian 12 (bookworm): PostgreSQL 15 with the
 # Apache-edition TimescaleDB (built from Debian's own source package, which bookworm does
-# not ship), mosquitto with its clients and plugin headers (for the EMS auth plugin), and
-# Chromium for the headless dashboard tests.
+# not ship), mosquitto with its clients and plugin headers (for the EMS auth plugin),
+# Chromium for the headless dashboard tests, and Debian's own Python 3 with its headers (the
+# interpreter ./run builds the virtualenv on: Debian builds it with profile-guided and
+# link-time optimisation, which a source build such as pyenv's default is not).
 #
 # Idempotent and non-interactive: a second run finds everything in place, touches neither
 # apt's indexes nor the network, and finishes in a couple of seconds.
@@ -25,6 +27,7 @@ TRIXIE_SRC=/etc/apt/sources.list.d/ems-trixie-src.sources
 PACKAGES=(
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}" dpkg-dev cmake build-essential
     mosquitto mosquitto-clients mosquitto-dev libssl-dev chromium fonts-liberation
+    python3 python3-dev python3-venv
 )
 # Another installer may hold the dpkg lock (for example a parallel set-up): wait, don't fail.
 APT=(apt-get -q -y -o DPkg::Lock::Timeout=600)
