@@ -295,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     outcome = asyncio.run(run(args))
     print()
     print(table(outcome["results"]))
-    print(f"\n({outcome['seconds']} s; figures in {args.json})")
+    machine = outcome["machine"]
+    print(
+        f"\n({outcome['seconds']} s on Python {machine['python']} "
+        f"({machine['python_executable']}); figures in {args.json})"
+    )
     report.write_json(args.json, outcome)
     failed = _failures(outcome["results"])
     for line in failed:
