@@ -4,6 +4,7 @@ later timeouts still time out (CPython 3.11; see ``_drop_group_cancel``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -34,10 +35,8 @@ async def test_requests_made_before_the_group_stay() -> None:
     me = asyncio.current_task()
     assert me is not None
     me.cancel()
-    try:
-        await asyncio.sleep(0)
-    except asyncio.CancelledError:
-        pass  # delivered, but still counted by cancelling()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)  # delivered here, and still counted by cancelling()
     before = me.cancelling()
     assert before == 1
     _drop_group_cancel(me, before)
