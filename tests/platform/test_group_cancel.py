@@ -31,7 +31,7 @@ async def test_a_failed_group_leaves_no_cancel_request_and_timeouts_work() -> No
             await asyncio.Event().wait()
 
 
-async def test_requests_made_before_the_group_stay() -> None:
+async def test_cancel_requests_counted_before_the_group_are_kept() -> None:
     me = asyncio.current_task()
     assert me is not None
     me.cancel()
