@@ -289,13 +289,13 @@ class PgReadingStore:
                 envelope.conflicts = conflicts
             if direct:
                 await self._insert_direct(conn, plan, series)
-                # Every planned row was inserted, by the first message that carried its key.
-                if plan.skipped:
+                # Every planned row was inserted, by the first message that carried its key;
+                # when the plan left no row out, that is every message's every row.
+                stored = [len(envelope.rows) for envelope in batch]
+                if sum(stored) != len(plan.inserts):
                     stored = [0] * len(batch)
                     for msg, _, _ in plan.inserts:
                         stored[msg] += 1
-                else:
-                    stored = [len(envelope.rows) for envelope in batch]
             else:
                 stored = _credit(batch, await self._insert_staged(conn, plan))
             if plan.updates:

@@ -59,8 +59,6 @@ class Plan:
     #: Per series of the batch, the rows of ``inserts`` in arrival order: the COPY takes
     #: them series by series. Another by-product.
     by_series: dict[Series, list[ReadingRow]] = field(default_factory=dict, compare=False)
-    #: Rows of the batch not in ``inserts`` (duplicates and conflicts).
-    skipped: int = field(default=0, compare=False)
 
 
 def oldest_per_series(batch: Sequence[Envelope]) -> dict[Series, datetime]:
@@ -158,7 +156,6 @@ def plan_batch(
     # their index in ``inserts`` (where they wait unplanned).
     replan: set[Series] = set()
     late: dict[int, int] = {}
-    skipped = 0
 
     # Arrival order decides what is late: a row older than anything stored or accepted
     # before it in this batch, exactly as if each message had been its own transaction.
@@ -185,7 +182,6 @@ def plan_batch(
                         differences = _differences(existing, row)
                         if differences:
                             conflicts.append(_conflict(row, differences))
-                        skipped += 1
                         continue
                     by_key[key] = row
                     if row.received_at is not received_at:
@@ -228,7 +224,6 @@ def plan_batch(
             inserts.append((msg, ord_, row))
             entry[1].append(row)
         plan.conflicts.append(conflicts)
-    plan.skipped = skipped
     newest, by_series = plan.newest, plan.by_series
     for series, (high, rows) in state.items():
         newest[series] = high
